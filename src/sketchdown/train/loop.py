@@ -1,0 +1,153 @@
+"""The training loop every trainer shares: run folder, AdamW with warm-up + cosine, validation-based model
+selection, best/last checkpoints and exact resume.
+
+A run folder holds ``config.yaml`` (the resolved config, seed included), ``command.txt``, ``metrics.jsonl`` (one
+record per epoch), ``last.pt`` (everything needed to resume) and ``best.pt`` (the weights with the best validation
+acc@1, ties broken by mean rank). Resume is exact: each epoch seeds its own randomness from (seed, epoch), and
+``last.pt`` holds the optimiser state, so stopping after epoch k and resuming gives the same weights as never
+stopping.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import asdict
+from pathlib import Path
+
+import torch
+from torch import nn
+from torch.utils.data import DataLoader, RandomSampler
+from tqdm import tqdm
+
+from ..data.datasets import RetrievalSet, TripletDataset, item_seed
+from ..errors import SketchdownError
+from ..eval.evaluate import evaluate, write_json
+from ..models.embed import EmbeddingNet, read_checkpoint, save_checkpoint
+
+StepFn = Callable[[EmbeddingNet, dict], tuple[torch.Tensor, dict[str, float]]]
+
+
+def lr_at(step: int, total: int, warmup: int, base: float) -> float:
+    """Linear warm-up to ``base``, then cosine decay to zero."""
+    if step < warmup:
+        return base * (step + 1) / warmup
+    return base * 0.5 * (1 + math.cos(math.pi * (step - warmup) / max(1, total - warmup)))
+
+
+def leading_blocks(features: nn.Module) -> list[nn.Module]:
+    """A backbone's blocks in order; plain ``nn.Sequential`` containers (timm's ``blocks``) are opened one level."""
+    out: list[nn.Module] = []
+    for child in features.children():
+        out.extend(child.children() if type(child) is nn.Sequential and not isinstance(features, nn.Sequential)
+                   else [child])
+    return out
+
+
+def freeze_leading(model: EmbeddingNet, k: int) -> list[nn.Module]:
+    """Freeze the first ``k`` backbone blocks (weights and batch-norm statistics); returns them."""
+    blocks = leading_blocks(model.backbone.features)[:k]
+    for block in blocks:
+        block.requires_grad_(False)
+    return blocks
+
+
+class Run:
+    """A run folder and its files."""
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path)
+
+    def start(self, config, overwrite: bool = False) -> None:
+        from ..config import write_yaml
+
+        if (self.path / "last.pt").exists() and not overwrite:
+            raise SketchdownError(f"{self.path} already holds a run; pass --resume to continue it or choose "
+                                  "another --out")
+        self.path.mkdir(parents=True, exist_ok=True)
+        write_yaml(config, self.path / "config.yaml")
+        (self.path / "command.txt").write_text(" ".join(sys.argv) + "\n")
+        (self.path / "metrics.jsonl").write_text("")
+
+    def log(self, record: dict) -> None:
+        with open(self.path / "metrics.jsonl", "a") as f:
+            f.write(json.dumps(record) + "\n")
+
+    def history(self) -> list[dict]:
+        path = self.path / "metrics.jsonl"
+        return [json.loads(line) for line in path.read_text().splitlines() if line] if path.exists() else []
+
+
+def fit(model: EmbeddingNet, step_fn: StepFn, train_ds: TripletDataset, val_set: RetrievalSet, config, run: Run,
+        resume: bool = False, progress: bool = True) -> dict:
+    """Train ``model`` with ``step_fn`` for ``config.epochs``; returns the best validation record.
+
+    ``config`` needs: epochs, batch_size, lr, weight_decay, warmup_epochs, seed, workers, freeze_blocks,
+    eval_canvas, photo_size, steps_per_epoch.
+    """
+    frozen = freeze_leading(model, config.freeze_blocks)
+    params = [p for p in model.parameters() if p.requires_grad]
+    opt = torch.optim.AdamW(params, lr=config.lr, weight_decay=config.weight_decay)
+    steps = len(train_ds) // config.batch_size
+    if config.steps_per_epoch:
+        steps = min(steps, config.steps_per_epoch)
+    if steps == 0:
+        raise SketchdownError(f"{len(train_ds)} training sketches do not fill one batch of {config.batch_size}")
+    total, warmup = steps * config.epochs, max(1, round(config.warmup_epochs * steps))
+    start, best = 0, None
+    if resume:
+        ckpt = read_checkpoint(run.path / "last.pt")
+        model.load_state_dict(ckpt["state_dict"])
+        opt.load_state_dict(ckpt["optimizer"])
+        start, best = ckpt["epoch"] + 1, ckpt["best"]
+    for epoch in range(start, config.epochs):
+        t0 = time.time()
+        torch.manual_seed(item_seed(config.seed, epoch, -1))  # dropout etc.: same stream with or without resume
+        train_ds.set_epoch(epoch)
+        sampler = RandomSampler(train_ds, generator=torch.Generator().manual_seed(item_seed(config.seed, epoch)))
+        loader = DataLoader(train_ds, batch_size=config.batch_size, sampler=sampler, drop_last=True,
+                            num_workers=config.workers)
+        model.train()
+        for block in frozen:
+            block.eval()
+        losses: dict[str, float] = {}
+        bar = tqdm(loader, total=steps, desc=f"epoch {epoch + 1}/{config.epochs}", leave=False, disable=not progress)
+        for i, batch in enumerate(bar):
+            if i == steps:
+                break
+            for group in opt.param_groups:
+                group["lr"] = lr_at(epoch * steps + i, total, warmup, config.lr)
+            loss, logs = step_fn(model, batch)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            for k, v in {"loss": loss.item(), **logs}.items():
+                losses[k] = losses.get(k, 0.0) + v / steps
+            bar.set_postfix(loss=f"{loss.item():.4f}")
+        val = evaluate(model, val_set, config.eval_canvas, config.photo_size, progress=False)
+        record = {"epoch": epoch, **{f"train_{k}": v for k, v in losses.items()},
+                  **{f"val_{k}": val[k] for k in ("acc1", "acc5", "acc10", "mean_rank")},
+                  "lr": opt.param_groups[0]["lr"], "seconds": round(time.time() - t0, 1)}
+        run.log(record)
+        if progress:
+            print(f"epoch {epoch + 1}/{config.epochs}  loss {losses['loss']:.4f}  val acc@1 {val['acc1']:.2f}  "
+                  f"acc@10 {val['acc10']:.2f}  ({record['seconds']} s)", flush=True)
+        if best is None or (val["acc1"], -val["mean_rank"]) > (best["val_acc1"], -best["val_mean_rank"]):
+            best = record
+            save_checkpoint(run.path / "best.pt", model, config=asdict(config), epoch=epoch, val=val)
+        save_checkpoint(run.path / "last.pt", model, config=asdict(config), epoch=epoch, best=best,
+                        optimizer=opt.state_dict())
+    return best
+
+
+def test_best(run: Run, test_set: RetrievalSet, canvases: tuple[int, ...], photo_size: int) -> list[dict]:
+    """Evaluate the best checkpoint on the test split (once, after training; never used for selection)."""
+    from ..models.embed import load_model
+
+    model = load_model(run.path / "best.pt")
+    results = [evaluate(model, test_set, c, photo_size, progress=False) for c in canvases]
+    write_json(results, run.path / "test.json")
+    return results

@@ -1,0 +1,97 @@
+"""Triplet training of one backbone shared by sketch and photo: the teacher and the direct baselines."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+
+from ..data.datasets import RetrievalSet, TripletDataset, load_set
+from ..errors import SketchdownError
+from ..losses import MINING, triplet_loss
+from ..models.embed import EmbeddingNet, ModelConfig
+from .loop import Run, fit, test_best
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Everything a triplet run depends on; written to the run folder as config.yaml."""
+
+    backbone: str = field(default="mobilenet_v2", metadata={"help": "registered backbone"})
+    weights: str = field(default="auto", metadata={"help": "initial weights: auto, none, a source name or a file"})
+    embed_dim: int | None = field(default=None, metadata={"help": "projection size (None: pooled features)"})
+    pool: str = field(default="avg", metadata={"help": "global pooling: avg or max"})
+    train_sets: tuple[str, ...] = field(default=("shoes-v1",), metadata={"help": "sets whose train split is used"})
+    test_set: str | None = field(default=None, metadata={"help": "test split evaluated at the end (default: the "
+                                                                  "first train set)"})
+    data: str | None = field(default=None, metadata={"help": "data root (default ../shared/data)"})
+    val_fraction: float = field(default=0.15, metadata={"help": "photos held out of train for model selection"})
+    canvases: tuple[int, ...] = field(default=(256,), metadata={"help": "sketch canvases per step (loss averaged)"})
+    eval_canvas: int = field(default=256, metadata={"help": "sketch canvas for validation"})
+    photo_size: int = field(default=256, metadata={"help": "photo side in pixels"})
+    epochs: int = field(default=20, metadata={"help": "epochs"})
+    batch_size: int = field(default=16, metadata={"help": "triplets per step"})
+    lr: float = field(default=1e-4, metadata={"help": "peak AdamW learning rate"})
+    weight_decay: float = field(default=1e-4, metadata={"help": "AdamW weight decay"})
+    warmup_epochs: float = field(default=1.0, metadata={"help": "linear warm-up, then cosine decay"})
+    margin: float = field(default=0.2, metadata={"help": "triplet margin"})
+    mining: str = field(default="random", metadata={"help": f"negatives: {', '.join(MINING)}"})
+    freeze_blocks: int = field(default=0, metadata={"help": "freeze this many leading backbone blocks"})
+    augment: bool = field(default=True, metadata={"help": "sketch and photo augmentation"})
+    seed: int = field(default=0, metadata={"help": "seed for sampling, augmentation and init"})
+    workers: int = field(default=0, metadata={"help": "data-loader worker processes"})
+    limit: int | None = field(default=None, metadata={"help": "use only the first N training sketches (smoke runs)"})
+    steps_per_epoch: int | None = field(default=None, metadata={"help": "cap on steps per epoch (smoke runs)"})
+
+    def __post_init__(self) -> None:
+        if self.mining not in MINING:
+            raise ValueError(f"mining must be one of {MINING}")
+        if not self.train_sets:
+            raise ValueError("train_sets is empty")
+
+    def model_config(self) -> ModelConfig:
+        return ModelConfig(backbone=self.backbone, embed_dim=self.embed_dim, pool=self.pool, weights=self.weights)
+
+
+def build_sets(cfg: TrainConfig) -> tuple[RetrievalSet, RetrievalSet, RetrievalSet | None]:
+    """(train, validation, test). Validation is held out of train by photo; test is only read at the end."""
+    train = load_set(cfg.train_sets[0], "train", cfg.data)
+    for name in cfg.train_sets[1:]:
+        train = train.concat(load_set(name, "train", cfg.data))
+    train, val = train.split_by_photo(cfg.val_fraction, seed=0)  # fixed split: comparable across seeds
+    if cfg.limit:
+        train = RetrievalSet(train.name, train.sketches[: cfg.limit], train.targets[: cfg.limit], train.photos,
+                             train.categories)
+    test_name = cfg.test_set or cfg.train_sets[0]
+    try:
+        test = load_set(test_name, "test", cfg.data)
+    except SketchdownError:
+        test = None
+    return train, val, test
+
+
+def triplet_step(cfg: TrainConfig):
+    """The per-batch loss: triplet loss averaged over the sketch canvases."""
+
+    def step(model: EmbeddingNet, batch: dict) -> tuple[torch.Tensor, dict[str, float]]:
+        pos, neg = model(batch["positive"]), model(batch["negative"])
+        losses = [triplet_loss(model(batch["sketch"][c]), pos, neg, batch["target"], batch["negative_index"],
+                               cfg.margin, cfg.mining) for c in cfg.canvases]
+        return torch.stack(losses).mean(), {}
+
+    return step
+
+
+def train(cfg: TrainConfig, out: str | Path, resume: bool = False, progress: bool = True) -> dict:
+    """Train (or resume) a triplet run in ``out``; returns best validation record and test metrics."""
+    run = Run(out)
+    if not resume:
+        run.start(cfg)
+    torch.manual_seed(cfg.seed)
+    model = EmbeddingNet(cfg.model_config())
+    train_set, val_set, test_set = build_sets(cfg)
+    ds = TripletDataset(train_set, cfg.canvases, cfg.photo_size, augment=cfg.augment, seed=cfg.seed)
+    best = fit(model, triplet_step(cfg), ds, val_set, cfg, run, resume=resume, progress=progress)
+    test = test_best(run, test_set, tuple(sorted({cfg.eval_canvas, *cfg.canvases})), cfg.photo_size) if test_set else []
+    return {"best": best, "test": test}
