@@ -122,8 +122,14 @@ def stroke_study(data: Path, vector_sketches, widths_256) -> dict:
                                     for p in sorted(data.glob(pattern))[:100]])) for name, pattern in sets.items()}
     rendered = {str(w): float(np.median([stroke_width(render_strokes(s, 256, w)) for s in vector_sketches[:100]]))
                 for w in widths_256}
-    print(f"pen width at 256: human {human}; rendered {rendered}", flush=True)
-    return {"human_median_px": human, "rendered_median_px": rendered}
+    ms = {}
+    for c in SMALL + (256,):
+        t0 = time.perf_counter()
+        for s in vector_sketches:
+            render_strokes(s, c)
+        ms[str(c)] = (time.perf_counter() - t0) * 1e3 / len(vector_sketches)
+    print(f"pen width at 256: human {human}; rendered {rendered}; ms per render {ms}", flush=True)
+    return {"human_median_px": human, "rendered_median_px": rendered, "render_ms_per_sketch": ms}
 
 
 def figure(vector_sketch, raster, path: Path) -> None:

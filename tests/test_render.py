@@ -3,7 +3,7 @@ import time
 import numpy as np
 import pytest
 
-from sketchdown.data.render import (CANVASES, RASTER_METHODS, line_width, render_strokes, shrink_raster,
+from sketchdown.data.render import (CANVASES, MIN_LINE_WIDTH, RASTER_METHODS, line_width, render_strokes, shrink_raster,
                                     to_canvas, to_tensor)
 from sketchdown.data.sketch import Sketch
 from sketchdown.errors import InputError
@@ -15,17 +15,21 @@ SQUARE = Sketch(strokes=(np.array([[64, 64], [192, 64], [192, 192], [64, 192], [
 def test_render_any_canvas_draws_ink_where_the_strokes_are(canvas):
     img = render_strokes(SQUARE, canvas)
     assert img.shape == (canvas, canvas) and img.dtype == np.uint8
-    assert img.max() == 255 and img.min() < 64  # dark ink on white paper
+    assert img.max() == 255 and img.min() < 160  # ink on white paper (thin lines are anti-aliased grey)
     c = canvas // 2
     assert img[c, c] == 255  # inside the square is empty
-    assert img[canvas // 4, c] < 128  # the top edge at y = 64/256 is inked
+    assert img[canvas // 4 - 1: canvas // 4 + 1, c].min() < 200  # the top edge at y = 64/256 is inked
 
 
 def test_line_width_scales_with_the_canvas_but_has_a_floor():
-    assert line_width(256) > line_width(128) >= line_width(64) >= line_width(32) >= 1.0
-    # the ink share stays of the same order at every canvas: strokes neither vanish nor flood
-    shares = [float((render_strokes(SQUARE, c) < 128).mean()) for c in CANVASES]
-    assert max(shares) / min(shares) < 3
+    assert line_width(256) > line_width(128) > line_width(64) >= line_width(32) == MIN_LINE_WIDTH > 0
+    # every canvas still shows the whole outline: each side of the square carries visible ink
+    for c in CANVASES:
+        img = render_strokes(SQUARE, c)
+        q = c // 4  # the square's sides sit at 1/4 and 3/4 of the canvas
+        for side in (img[q - 1:q + 1, q:3 * q], img[3 * q - 1:3 * q + 1, q:3 * q],
+                     img[q:3 * q, q - 1:q + 1], img[q:3 * q, 3 * q - 1:3 * q + 1]):
+            assert (side.min(axis=0 if side.shape[0] == 2 else 1) < 200).all(), f"a side fades at canvas {c}"
 
 
 def test_single_point_stroke_is_a_dot():
@@ -38,7 +42,7 @@ def test_render_keeps_the_drawing_frame():
     # a sketch drawn on a 512 frame lands in the same relative place
     big = Sketch(strokes=(np.array([[128, 128], [384, 128]]),), width=512, height=512)
     img = render_strokes(big, 64)
-    assert img[16, 32] < 128 and img[48, 32] == 255
+    assert img[15:17, 32].min() < 200 and img[48, 32] == 255
 
 
 def test_render_real_chair_strokes_fast(chair_pickle):

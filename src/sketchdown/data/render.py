@@ -4,7 +4,7 @@ Vector sketches are drawn directly at the target canvas (no big raster is made a
 rasteriser on a supersampled grid that is box-filtered down, which gives anti-aliased strokes without any
 per-pixel Python work. The line width follows ``line_width``: proportional to the canvas, but never thinner than
 a floor, so a 32x32 canvas still shows every stroke. The constants were chosen by measurement
-(``benchmarks/line_width.py``; see docs/rendering.md).
+(``benchmarks/rendering.py``; see docs/rendering.md).
 """
 
 from __future__ import annotations
@@ -19,13 +19,15 @@ from .sketch import Sketch
 
 CANVASES: tuple[int, ...] = (32, 64, 128, 256)
 REFERENCE_CANVAS = 256
-# Line width in pixels at the 256 reference canvas, and the thinnest line at any canvas (pixels).
-# Chosen by benchmarks/line_width.py; human raster strokes in QMUL-V1 are ~2 px wide at 256.
-LINE_WIDTH_256 = 2.5
-MIN_LINE_WIDTH = 1.0
+# Line width in pixels at the 256 reference canvas, and the thinnest line at any canvas (pixels), both chosen by
+# benchmarks/rendering.py (docs/rendering.md): 2 px is the middle of the pen widths of the human raster sketches
+# we train on (1-3 px), and at that width a 0.5 px floor kept small canvases most identifiable.
+LINE_WIDTH_256 = 2.0
+MIN_LINE_WIDTH = 0.5
 SUPERSAMPLE_PIXELS = 512  # supersample so the drawing grid is about this size (anti-aliasing quality)
-RASTER_METHODS = ("maxink", "area", "bilinear")
-DEFAULT_RASTER_METHOD = "maxink"
+RASTER_METHODS = ("area", "maxink", "bilinear")
+# "area" kept raster sketches most identifiable at 32-128 in benchmarks/rendering.py (docs/rendering.md).
+DEFAULT_RASTER_METHOD = "area"
 
 
 def line_width(canvas: int, width_256: float = LINE_WIDTH_256, min_width: float = MIN_LINE_WIDTH) -> float:
