@@ -57,6 +57,20 @@ def test_unknown_backbone_lists_the_known_ones():
         create_backbone("alexnet-9000")
 
 
+def test_bad_weight_requests_get_clear_errors(tmp_path):
+    with pytest.raises(SketchdownError, match="neither one of"):
+        create_backbone("mobilenet_v2", str(tmp_path / "missing.pth"))
+    with pytest.raises(SketchdownError, match="no 'tumor' weights"):
+        create_backbone("mobilenet_v2", "tumor")
+    (tmp_path / "wrong.pth").write_bytes(b"junk")
+    with pytest.raises(InputError, match="cannot load it as backbone weights"):
+        create_backbone("mobilenet_v2", str(tmp_path / "wrong.pth"))
+    from sketchdown._compat import torchvision
+
+    torch.save(torchvision.models.mobilenet_v2().state_dict(), tmp_path / "mine.pth")  # a torchvision checkpoint
+    assert create_backbone("mobilenet_v2", str(tmp_path / "mine.pth")).weights.startswith("file:")
+
+
 def test_registering_a_backbone_is_one_function():
     @register_backbone("tiny_test_net", "a 2-layer test network")
     def tiny(weights: str) -> Backbone:

