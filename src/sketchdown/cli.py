@@ -7,6 +7,7 @@ import json
 import sys
 from pathlib import Path
 
+from .data.render import DEFAULT_RASTER_METHOD, RASTER_METHODS
 from .errors import SketchdownError
 
 EPILOG = """\
@@ -73,13 +74,13 @@ def add_evaluate(sub: argparse._SubParsersAction) -> None:
     src.add_argument("--backbone", default="mobilenet_v2", help="zero-shot: pretrained backbone, no training")
     p.add_argument("--canvas", type=int, nargs="+", default=[256], help="sketch canvas sizes (default 256)")
     p.add_argument("--photo-size", type=int, default=256)
-    p.add_argument("--raster-method", default=None, help="raster downscaling (maxink, area, bilinear)")
+    p.add_argument("--raster-method", default=DEFAULT_RASTER_METHOD, choices=RASTER_METHODS,
+                   help="how raster sketches are shrunk to the canvas")
     p.add_argument("--batch-size", type=int, default=64)
     p.add_argument("--out", help="write the metrics as JSON here")
 
     def run(a: argparse.Namespace) -> None:
         from .data.datasets import PhotoDataset, load_set
-        from .data.render import DEFAULT_RASTER_METHOD
         from .eval.evaluate import encode, evaluate, write_json
         from .models.embed import create_model, load_model
 
@@ -89,7 +90,7 @@ def add_evaluate(sub: argparse._SubParsersAction) -> None:
         results = []
         for c in a.canvas:
             m = evaluate(model, rset, c, a.photo_size, a.batch_size, photo_emb=photos,
-                         raster_method=a.raster_method or DEFAULT_RASTER_METHOD)
+                         raster_method=a.raster_method)
             m.update(model=a.checkpoint or f"{a.backbone} (zero-shot, weights: {model.backbone.weights})")
             results.append(m)
             print(f"{rset.name:<20} canvas {c:>4}  acc@1 {m['acc1']:6.2f}  acc@5 {m['acc5']:6.2f}  "
@@ -110,21 +111,22 @@ def add_render(sub: argparse._SubParsersAction) -> None:
                                  "(e.g. /test/9910-02-carbon_1) or an index into a .npz split")
     p.add_argument("--split", default="test", help="split of a sketch-rnn .npz (default test)")
     p.add_argument("--canvas", type=int, nargs="+", default=None, help="canvas sizes (default 32 64 128 256)")
-    p.add_argument("--raster-method", default=None, help="downscaling for raster sketches")
+    p.add_argument("--raster-method", default=DEFAULT_RASTER_METHOD, choices=RASTER_METHODS,
+                   help="how raster sketches are shrunk to the canvas")
     p.add_argument("-o", "--out", type=Path, default=Path("."), help="output folder")
 
     def run(a: argparse.Namespace) -> None:
         from PIL import Image
 
         from .data.io import read_sketch_item
-        from .data.render import CANVASES, DEFAULT_RASTER_METHOD, to_canvas
+        from .data.render import CANVASES, to_canvas
 
         sketch = read_sketch_item(a.sketch, key=a.key, split=a.split)
         a.out.mkdir(parents=True, exist_ok=True)
         stem = (a.key or a.sketch.stem).strip("/").replace("/", "_")
         for c in a.canvas or CANVASES:
             path = a.out / f"{stem}_{c}.png"
-            Image.fromarray(to_canvas(sketch, c, a.raster_method or DEFAULT_RASTER_METHOD)).save(path)
+            Image.fromarray(to_canvas(sketch, c, a.raster_method)).save(path)
             print(path)
 
     p.set_defaults(run=run)

@@ -90,7 +90,7 @@ def fit(model: EmbeddingNet, step_fn: StepFn, train_ds: TripletDataset, val_set:
     """Train ``model`` with ``step_fn`` for ``config.epochs``; returns the best validation record.
 
     ``config`` needs: epochs, batch_size, lr, weight_decay, warmup_epochs, seed, workers, freeze_blocks,
-    eval_canvas, photo_size, steps_per_epoch.
+    eval_canvas, photo_size, raster_method, steps_per_epoch.
     """
     frozen = freeze_leading(model, config.freeze_blocks)
     params = [p for p in model.parameters() if p.requires_grad]
@@ -132,7 +132,8 @@ def fit(model: EmbeddingNet, step_fn: StepFn, train_ds: TripletDataset, val_set:
             for k, v in {"loss": loss.item(), **logs}.items():
                 losses[k] = losses.get(k, 0.0) + v / steps
             bar.set_postfix(loss=f"{loss.item():.4f}")
-        val = evaluate(model, val_set, config.eval_canvas, config.photo_size, progress=False)
+        val = evaluate(model, val_set, config.eval_canvas, config.photo_size, raster_method=config.raster_method,
+                       progress=False)
         record = {"epoch": epoch, **{f"train_{k}": v for k, v in losses.items()},
                   **{f"val_{k}": val[k] for k in ("acc1", "acc5", "acc10", "mean_rank")},
                   "lr": opt.param_groups[0]["lr"], "seconds": round(time.time() - t0, 1)}
@@ -148,11 +149,13 @@ def fit(model: EmbeddingNet, step_fn: StepFn, train_ds: TripletDataset, val_set:
     return best
 
 
-def test_best(run: Run, test_set: RetrievalSet, canvases: tuple[int, ...], photo_size: int) -> list[dict]:
+def test_best(run: Run, test_set: RetrievalSet, canvases: tuple[int, ...], photo_size: int,
+              raster_method: str) -> list[dict]:
     """Evaluate the best checkpoint on the test split (once, after training; never used for selection)."""
     from ..models.embed import load_model
 
     model = load_model(run.path / "best.pt")
-    results = [evaluate(model, test_set, c, photo_size, progress=False) for c in canvases]
+    results = [evaluate(model, test_set, c, photo_size, raster_method=raster_method, progress=False)
+               for c in canvases]
     write_json(results, run.path / "test.json")
     return results

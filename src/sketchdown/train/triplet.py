@@ -8,6 +8,7 @@ from pathlib import Path
 import torch
 
 from ..data.datasets import RetrievalSet, TripletDataset, load_set
+from ..data.render import DEFAULT_RASTER_METHOD, RASTER_METHODS
 from ..errors import SketchdownError
 from ..losses import MINING, triplet_loss
 from ..models.embed import EmbeddingNet, ModelConfig
@@ -39,6 +40,8 @@ class TrainConfig:
     mining: str = field(default="random", metadata={"help": f"negatives: {', '.join(MINING)}"})
     freeze_blocks: int = field(default=0, metadata={"help": "freeze this many leading backbone blocks"})
     augment: bool = field(default=True, metadata={"help": "sketch and photo augmentation"})
+    raster_method: str = field(default=DEFAULT_RASTER_METHOD, metadata={"help": "raster sketch downscaling: "
+                                                                               + ", ".join(RASTER_METHODS)})
     seed: int = field(default=0, metadata={"help": "seed for sampling, augmentation and init"})
     workers: int = field(default=0, metadata={"help": "data-loader worker processes"})
     limit: int | None = field(default=None, metadata={"help": "use only the first N training sketches (smoke runs)"})
@@ -49,6 +52,8 @@ class TrainConfig:
             raise ValueError(f"mining must be one of {MINING}")
         if not self.train_sets:
             raise ValueError("train_sets is empty")
+        if self.raster_method not in RASTER_METHODS:
+            raise ValueError(f"raster_method must be one of {RASTER_METHODS}")
 
     def model_config(self) -> ModelConfig:
         return ModelConfig(backbone=self.backbone, embed_dim=self.embed_dim, pool=self.pool, weights=self.weights)
@@ -91,7 +96,9 @@ def train(cfg: TrainConfig, out: str | Path, resume: bool = False, progress: boo
     torch.manual_seed(cfg.seed)
     model = EmbeddingNet(cfg.model_config())
     train_set, val_set, test_set = build_sets(cfg)
-    ds = TripletDataset(train_set, cfg.canvases, cfg.photo_size, augment=cfg.augment, seed=cfg.seed)
+    ds = TripletDataset(train_set, cfg.canvases, cfg.photo_size, augment=cfg.augment, seed=cfg.seed,
+                        raster_method=cfg.raster_method)
     best = fit(model, triplet_step(cfg), ds, val_set, cfg, run, resume=resume, progress=progress)
-    test = test_best(run, test_set, tuple(sorted({cfg.eval_canvas, *cfg.canvases})), cfg.photo_size) if test_set else []
+    canvases = tuple(sorted({cfg.eval_canvas, *cfg.canvases}))
+    test = test_best(run, test_set, canvases, cfg.photo_size, cfg.raster_method) if test_set else []
     return {"best": best, "test": test}
