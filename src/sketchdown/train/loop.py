@@ -23,6 +23,7 @@ from torch import nn
 from torch.utils.data import DataLoader, RandomSampler
 from tqdm import tqdm
 
+from ..config import write_yaml
 from ..data.datasets import RetrievalSet, TripletDataset, item_seed
 from ..errors import SketchdownError
 from ..eval.evaluate import evaluate, write_json
@@ -62,8 +63,6 @@ class Run:
         self.path = Path(path)
 
     def start(self, config, overwrite: bool = False) -> None:
-        from ..config import write_yaml
-
         if (self.path / "last.pt").exists() and not overwrite:
             raise SketchdownError(f"{self.path} already holds a run; pass --resume to continue it or choose "
                                   "another --out")
