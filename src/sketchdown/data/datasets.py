@@ -206,16 +206,31 @@ class TripletDataset(Dataset):
         img = self._photo_aug(self._photos[j]) if self.augment else self._photos[j]
         return photo_to_tensor(img)
 
+    def _canvases(self, i: int) -> dict[int, torch.Tensor]:
+        sketch = self._sketch(i)
+        if self.augment:
+            sketch = augment_vector(sketch) if sketch.is_vector else augment_raster(sketch, self._raster_aug)
+        return {c: to_tensor(to_canvas(sketch, c, self.raster_method)) for c in self.canvases}
+
+    def sketch_view(self, i: int) -> dict[int, torch.Tensor]:
+        """Sketch ``i`` at every canvas, augmented as this epoch's seed says (a frozen-trunk cache's view)."""
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(item_seed(self.seed, self.epoch, i))
+            return self._canvases(i)
+
+    def photo_view(self, j: int) -> torch.Tensor:
+        """Photo ``j`` augmented as this epoch's seed says."""
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(item_seed(self.seed, self.epoch, j, 1))
+            return self._photo(j)
+
     def __getitem__(self, i: int) -> dict:
         target = self.rset.targets[i]
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(item_seed(self.seed, self.epoch, i))
             negative = int(torch.randint(len(self.rset.photos) - 1, ()).item())
             negative += negative >= target  # uniform over the other photos
-            sketch = self._sketch(i)
-            if self.augment:
-                sketch = augment_vector(sketch) if sketch.is_vector else augment_raster(sketch, self._raster_aug)
-            canvases = {c: to_tensor(to_canvas(sketch, c, self.raster_method)) for c in self.canvases}
+            canvases = self._canvases(i)
             positive, neg = self._photo(target), self._photo(negative)
         return {"sketch": canvases, "positive": positive, "negative": neg, "target": target,
                 "negative_index": negative, "index": i}

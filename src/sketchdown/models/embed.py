@@ -44,6 +44,19 @@ class EmbeddingNet(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return F.normalize(self.head(self.pool(self.backbone(x))), dim=1)
 
+    def trunk(self, x: torch.Tensor, k: int) -> torch.Tensor:
+        """Input normalisation + the first ``k`` backbone blocks: what a frozen-trunk cache stores."""
+        h = self.backbone.normalize(x)
+        for block in self.backbone.blocks()[:k]:
+            h = block(h)
+        return h
+
+    def forward_from(self, h: torch.Tensor, k: int) -> torch.Tensor:
+        """The rest of ``forward`` after ``trunk(x, k)``: ``forward_from(trunk(x, k), k) == forward(x)``."""
+        for block in self.backbone.blocks()[k:]:
+            h = block(h)
+        return F.normalize(self.head(self.pool(h)), dim=1)
+
 
 def create_model(backbone: str = "mobilenet_v2", embed_dim: int | None = None, pool: str = "avg",
                  weights: str = "auto") -> EmbeddingNet:
@@ -60,8 +73,8 @@ def save_checkpoint(path: str | Path, model: EmbeddingNet, **extra) -> None:
     tmp.replace(path)
 
 
-def read_checkpoint(path: str | Path) -> dict:
-    """Load a checkpoint dict with ``weights_only=True`` (never unpickles code)."""
+def read_checkpoint(path: str | Path, required: tuple[str, ...] = ("model_config", "state_dict")) -> dict:
+    """Load a checkpoint dict with ``weights_only=True`` (never unpickles code); ``required`` keys must be there."""
     path = Path(path)
     if not path.is_file():
         raise InputError(path, "checkpoint file does not exist")
@@ -69,8 +82,8 @@ def read_checkpoint(path: str | Path) -> dict:
         ckpt = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as err:  # torch raises many types for a corrupt or foreign file
         raise InputError(path, f"not a readable sketchdown checkpoint ({type(err).__name__}: {err})") from None
-    if not isinstance(ckpt, dict) or "model_config" not in ckpt or "state_dict" not in ckpt:
-        raise InputError(path, "not a sketchdown checkpoint (no model_config/state_dict)")
+    if not isinstance(ckpt, dict) or any(k not in ckpt for k in required):
+        raise InputError(path, f"not a sketchdown checkpoint (no {'/'.join(required)})")
     return ckpt
 
 

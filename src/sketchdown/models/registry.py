@@ -47,8 +47,23 @@ class Backbone(nn.Module):
         self.register_buffer("std", torch.tensor(stats.std).view(1, 3, 1, 1))
         self.register_buffer("channels", torch.tensor([2, 1, 0] if stats.bgr else [0, 1, 2]))
 
+    def normalize(self, x: torch.Tensor) -> torch.Tensor:
+        return (x.index_select(1, self.channels) - self.mean) / self.std
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.features((x.index_select(1, self.channels) - self.mean) / self.std)
+        return self.features(self.normalize(x))
+
+    def blocks(self) -> list[nn.Module]:
+        """The feature extractor's blocks in execution order (running them in turn equals ``features``).
+
+        Plain ``nn.Sequential`` containers inside a model (timm's ``blocks``) are opened one level, so "freeze
+        the first k blocks" means the same granularity for torchvision and timm families.
+        """
+        out: list[nn.Module] = []
+        for child in self.features.children():
+            out.extend(child.children() if type(child) is nn.Sequential and not isinstance(self.features, nn.Sequential)
+                       else [child])
+        return out
 
 
 BackboneFn = Callable[[str], Backbone]

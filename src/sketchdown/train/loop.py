@@ -20,16 +20,17 @@ from pathlib import Path
 
 import torch
 from torch import nn
-from torch.utils.data import DataLoader, RandomSampler
+from torch.utils.data import DataLoader, Dataset, RandomSampler
 from tqdm import tqdm
 
 from ..config import write_yaml
-from ..data.datasets import RetrievalSet, TripletDataset, item_seed
+from ..data.datasets import RetrievalSet, item_seed
 from ..errors import SketchdownError
 from ..eval.evaluate import evaluate, write_json
 from ..models.embed import EmbeddingNet, read_checkpoint, save_checkpoint
 
 StepFn = Callable[[EmbeddingNet, dict], tuple[torch.Tensor, dict[str, float]]]
+ValidateFn = Callable[[EmbeddingNet], dict]
 
 
 def lr_at(step: int, total: int, warmup: int, base: float) -> float:
@@ -39,18 +40,9 @@ def lr_at(step: int, total: int, warmup: int, base: float) -> float:
     return base * 0.5 * (1 + math.cos(math.pi * (step - warmup) / max(1, total - warmup)))
 
 
-def leading_blocks(features: nn.Module) -> list[nn.Module]:
-    """A backbone's blocks in order; plain ``nn.Sequential`` containers (timm's ``blocks``) are opened one level."""
-    out: list[nn.Module] = []
-    for child in features.children():
-        out.extend(child.children() if type(child) is nn.Sequential and not isinstance(features, nn.Sequential)
-                   else [child])
-    return out
-
-
 def freeze_leading(model: EmbeddingNet, k: int) -> list[nn.Module]:
     """Freeze the first ``k`` backbone blocks (weights and batch-norm statistics); returns them."""
-    blocks = leading_blocks(model.backbone.features)[:k]
+    blocks = model.backbone.blocks()[:k]
     for block in blocks:
         block.requires_grad_(False)
     return blocks
@@ -84,12 +76,12 @@ class Run:
         return [json.loads(line) for line in path.read_text().splitlines() if line] if path.exists() else []
 
 
-def fit(model: EmbeddingNet, step_fn: StepFn, train_ds: TripletDataset, val_set: RetrievalSet, config, run: Run,
+def fit(model: EmbeddingNet, step_fn: StepFn, train_ds: Dataset, validate: ValidateFn, config, run: Run,
         resume: bool = False, progress: bool = True) -> dict:
     """Train ``model`` with ``step_fn`` for ``config.epochs``; returns the best validation record.
 
-    ``config`` needs: epochs, batch_size, lr, weight_decay, warmup_epochs, seed, workers, freeze_blocks,
-    eval_canvas, photo_size, raster_method, steps_per_epoch.
+    ``train_ds`` has ``set_epoch``; ``validate(model)`` returns retrieval metrics on held-out data. ``config``
+    needs: epochs, batch_size, lr, weight_decay, warmup_epochs, seed, workers, freeze_blocks, steps_per_epoch.
     """
     frozen = freeze_leading(model, config.freeze_blocks)
     params = [p for p in model.parameters() if p.requires_grad]
@@ -131,8 +123,7 @@ def fit(model: EmbeddingNet, step_fn: StepFn, train_ds: TripletDataset, val_set:
             for k, v in {"loss": loss.item(), **logs}.items():
                 losses[k] = losses.get(k, 0.0) + v / steps
             bar.set_postfix(loss=f"{loss.item():.4f}")
-        val = evaluate(model, val_set, config.eval_canvas, config.photo_size, raster_method=config.raster_method,
-                       progress=False)
+        val = validate(model)
         record = {"epoch": epoch, **{f"train_{k}": v for k, v in losses.items()},
                   **{f"val_{k}": val[k] for k in ("acc1", "acc5", "acc10", "mean_rank")},
                   "lr": opt.param_groups[0]["lr"], "seconds": round(time.time() - t0, 1)}

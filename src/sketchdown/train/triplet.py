@@ -6,13 +6,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
+from torch.utils.data import Dataset
 
 from ..data.datasets import RetrievalSet, TripletDataset, load_set
 from ..data.render import DEFAULT_RASTER_METHOD, RASTER_METHODS
 from ..errors import SketchdownError
+from ..eval.evaluate import evaluate
 from ..losses import MINING, triplet_loss
 from ..models.embed import EmbeddingNet, ModelConfig
-from .loop import Run, fit, test_best
+from .cache import CachedTriplets, trunk_views, validate_cached
+from .loop import Run, ValidateFn, fit, test_best
 
 
 @dataclass(frozen=True)
@@ -39,6 +42,8 @@ class TrainConfig:
     margin: float = field(default=0.2, metadata={"help": "triplet margin"})
     mining: str = field(default="random", metadata={"help": f"negatives: {', '.join(MINING)}"})
     freeze_blocks: int = field(default=0, metadata={"help": "freeze this many leading backbone blocks"})
+    cache_views: int = field(default=0, metadata={"help": "precompute the frozen blocks' output for this many "
+                                                          "views per image (0: no cache, fresh augmentation)"})
     augment: bool = field(default=True, metadata={"help": "sketch and photo augmentation"})
     raster_method: str = field(default=DEFAULT_RASTER_METHOD, metadata={"help": "raster sketch downscaling: "
                                                                                + ", ".join(RASTER_METHODS)})
@@ -54,6 +59,8 @@ class TrainConfig:
             raise ValueError("train_sets is empty")
         if self.raster_method not in RASTER_METHODS:
             raise ValueError(f"raster_method must be one of {RASTER_METHODS}")
+        if self.cache_views and not self.freeze_blocks:
+            raise ValueError("cache_views needs freeze_blocks > 0 (only frozen blocks can be cached)")
 
     def model_config(self) -> ModelConfig:
         return ModelConfig(backbone=self.backbone, embed_dim=self.embed_dim, pool=self.pool, weights=self.weights)
@@ -76,16 +83,39 @@ def build_sets(cfg: TrainConfig) -> tuple[RetrievalSet, RetrievalSet, RetrievalS
     return train, val, test
 
 
-def triplet_step(cfg: TrainConfig):
+def embedder(model: EmbeddingNet, from_block: int):
+    """Images -> embeddings, or cached trunk features of ``from_block`` blocks -> embeddings."""
+    return (lambda x: model.forward_from(x.float(), from_block)) if from_block else model
+
+
+def triplet_step(cfg: TrainConfig, from_block: int = 0):
     """The per-batch loss: triplet loss averaged over the sketch canvases."""
 
     def step(model: EmbeddingNet, batch: dict) -> tuple[torch.Tensor, dict[str, float]]:
-        pos, neg = model(batch["positive"]), model(batch["negative"])
-        losses = [triplet_loss(model(batch["sketch"][c]), pos, neg, batch["target"], batch["negative_index"],
+        embed = embedder(model, from_block)
+        pos, neg = embed(batch["positive"]), embed(batch["negative"])
+        losses = [triplet_loss(embed(batch["sketch"][c]), pos, neg, batch["target"], batch["negative_index"],
                                cfg.margin, cfg.mining) for c in cfg.canvases]
         return torch.stack(losses).mean(), {}
 
     return step
+
+
+def training_data(cfg, model: EmbeddingNet, train_set: RetrievalSet, val_set: RetrievalSet,
+                  progress: bool = True) -> tuple[Dataset, ValidateFn, int]:
+    """(train dataset, validation function, first block the step runs): cached trunk views or plain images."""
+    ds = TripletDataset(train_set, cfg.canvases, cfg.photo_size, augment=cfg.augment, seed=cfg.seed,
+                        raster_method=cfg.raster_method)
+    if not cfg.cache_views:
+        return ds, lambda m: evaluate(m, val_set, cfg.eval_canvas, cfg.photo_size, raster_method=cfg.raster_method,
+                                      progress=False), 0
+    k = cfg.freeze_blocks
+    views = trunk_views(model, k, ds, cfg.cache_views, progress=progress)
+    val_ds = TripletDataset(val_set, (cfg.eval_canvas,), cfg.photo_size, augment=False,
+                            raster_method=cfg.raster_method)
+    val_views = trunk_views(model, k, val_ds, 1, progress=progress)
+    return (CachedTriplets(train_set, views, cfg.seed),
+            lambda m: validate_cached(m, val_views, val_set, cfg.eval_canvas), k)
 
 
 def train(cfg: TrainConfig, out: str | Path, resume: bool = False, progress: bool = True) -> dict:
@@ -96,9 +126,8 @@ def train(cfg: TrainConfig, out: str | Path, resume: bool = False, progress: boo
     torch.manual_seed(cfg.seed)
     model = EmbeddingNet(cfg.model_config())
     train_set, val_set, test_set = build_sets(cfg)
-    ds = TripletDataset(train_set, cfg.canvases, cfg.photo_size, augment=cfg.augment, seed=cfg.seed,
-                        raster_method=cfg.raster_method)
-    best = fit(model, triplet_step(cfg), ds, val_set, cfg, run, resume=resume, progress=progress)
+    ds, validate, from_block = training_data(cfg, model, train_set, val_set, progress)
+    best = fit(model, triplet_step(cfg, from_block), ds, validate, cfg, run, resume=resume, progress=progress)
     canvases = tuple(sorted({cfg.eval_canvas, *cfg.canvases}))
     test = test_best(run, test_set, canvases, cfg.photo_size, cfg.raster_method) if test_set else []
     return {"best": best, "test": test}
