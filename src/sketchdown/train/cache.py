@@ -43,10 +43,11 @@ class TrunkViews:
 def _identity(model: EmbeddingNet, k: int, ds: TripletDataset, views: int) -> str:
     """A key over the trunk's weights and every input that shapes the cached tensors."""
     h = hashlib.sha256()
-    for name, t in model.backbone.state_dict().items():
-        if name.startswith("features.") or name in ("mean", "std", "channels"):
-            h.update(name.encode())
-            h.update(t.detach().cpu().contiguous().numpy().tobytes())
+    tensors = [model.backbone.mean, model.backbone.std, model.backbone.channels]
+    for block in model.backbone.blocks()[:k]:  # only the trunk: fine-tuning later blocks keeps the key
+        tensors += [*block.parameters(), *block.buffers()]
+    for t in tensors:
+        h.update(t.detach().cpu().contiguous().numpy().tobytes())
     parts = [model.config.backbone, k, views, VIEW_SEED, ds.canvases, ds.photo_size, ds.augment, ds.raster_method,
              [str(s) for s in ds.rset.sketches], [str(p) for p in ds.rset.photos]]
     h.update(repr(parts).encode())
