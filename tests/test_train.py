@@ -96,3 +96,38 @@ def test_config_errors_are_clear(tmp_path):
     (tmp_path / "bad2.yaml").write_text("mining: hardest\n")
     with pytest.raises(InputError, match="mining"):
         from_sources(TrainConfig, tmp_path / "bad2.yaml")
+
+
+@pytest.mark.parametrize("backbone,k", [("mobilenet_v2", 7), ("efficientnet_lite0", 4), ("vgg16", 28)])
+def test_trunk_then_rest_equals_the_whole_network(backbone, k):
+    from sketchdown.models.embed import create_model
+
+    model = create_model(backbone, weights="none").eval()
+    x = torch.rand(2, 3, 64, 64)
+    with torch.no_grad():
+        assert torch.allclose(model.forward_from(model.trunk(x, k), k), model(x), atol=1e-5)
+
+
+def test_cached_run_validates_like_the_full_model_and_resumes_exactly(tmp_path, data, monkeypatch):
+    from sketchdown.data.datasets import TripletDataset
+    from sketchdown.eval.evaluate import evaluate
+    from sketchdown.train.cache import trunk_views, validate_cached
+    from sketchdown.train.triplet import build_sets
+
+    monkeypatch.setenv("SKETCHDOWN_HOME", str(tmp_path / "home"))
+    cfg = dataclasses.replace(TINY, data=str(data), freeze_blocks=14, cache_views=2)
+    train(cfg, tmp_path / "straight", progress=False)
+    assert len(list((tmp_path / "home" / "features").glob("*.pt"))) == 2  # train views + validation view
+    train(dataclasses.replace(cfg, epochs=1), tmp_path / "cut", progress=False)
+    write_yaml(cfg, tmp_path / "cut" / "config.yaml")
+    train(cfg, tmp_path / "cut", resume=True, progress=False)
+    a = read_checkpoint(tmp_path / "straight" / "last.pt")["state_dict"]
+    b = read_checkpoint(tmp_path / "cut" / "last.pt")["state_dict"]
+    assert all(torch.equal(a[k], b[k]) for k in a)
+
+    model = load_model(tmp_path / "straight" / "best.pt")
+    _, val, _ = build_sets(cfg)
+    views = trunk_views(model, 14, TripletDataset(val, (64,), 64, augment=False), 1, progress=False)
+    cached = validate_cached(model, views, val, 64)
+    full = evaluate(model, val, 64, 64, progress=False)
+    assert cached["acc1"] == full["acc1"] and cached["mean_rank"] == pytest.approx(full["mean_rank"], abs=0.05)

@@ -37,3 +37,38 @@ def triplet_loss(sketch: torch.Tensor, positive: torch.Tensor, negative: torch.T
         semi = dist.masked_fill(~valid | (dist <= d_pos[:, None]), inf).amin(dim=1)
         d_neg = torch.where(semi < inf, semi, hardest)
     return F.relu(margin + d_pos - d_neg).mean()
+
+
+def _huber(student: torch.Tensor, teacher: torch.Tensor, beta: float) -> torch.Tensor:
+    return F.smooth_l1_loss(student, teacher.to(student.dtype), beta=beta)
+
+
+def rkd_triplet_loss(sketch: torch.Tensor, positive: torch.Tensor, negative: torch.Tensor,
+                     t_sketch: torch.Tensor, t_positive: torch.Tensor, t_negative: torch.Tensor,
+                     beta: float = 0.1) -> torch.Tensor:
+    """The paper's L_RKD: H(d_sp) + H(d_sn) + H(d_pn) between student and teacher distances, batch-averaged.
+
+    Only distances are compared, so the two embedding sizes may differ.
+    """
+    def dists(s: torch.Tensor, p: torch.Tensor, n: torch.Tensor) -> list[torch.Tensor]:
+        return [(s - p).norm(dim=1), (s - n).norm(dim=1), (p - n).norm(dim=1)]
+
+    return sum(_huber(a, b, beta) for a, b in zip(dists(sketch, positive, negative),
+                                                   dists(t_sketch, t_positive, t_negative)))
+
+
+def rkd_batch_loss(sketch: torch.Tensor, photos: torch.Tensor, t_sketch: torch.Tensor, t_photos: torch.Tensor,
+                   beta: float = 0.1) -> torch.Tensor:
+    """In-batch generalisation: every sketch-photo and every photo-photo distance of the batch.
+
+    A batch of B sketches and 2B photos gives 2B^2 + B(2B-1) relations instead of 3B, so each step passes on far
+    more of the teacher's geometry. Photo-photo pairs are counted once (upper triangle).
+    """
+    return _huber(torch.cdist(sketch, photos), torch.cdist(t_sketch, t_photos), beta) + \
+        rkd_photo_loss(photos, t_photos, beta)
+
+
+def rkd_photo_loss(photos: torch.Tensor, t_photos: torch.Tensor, beta: float = 0.1) -> torch.Tensor:
+    """Photo-photo distances only: distillation on unpaired photos, which the teacher labels for free."""
+    iu = torch.triu_indices(len(photos), len(photos), offset=1)
+    return _huber(torch.cdist(photos, photos)[iu[0], iu[1]], torch.cdist(t_photos, t_photos)[iu[0], iu[1]], beta)

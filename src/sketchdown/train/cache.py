@@ -77,7 +77,7 @@ def trunk_views(model: EmbeddingNet, k: int, ds: TripletDataset, views: int, bat
     for v in tqdm(range(views), desc=f"trunk views ({model.config.backbone}, {k} blocks)", disable=not progress):
         src = clean if v == 0 else aug
         src.set_epoch(v)
-        rendered = [src.sketch_view(i) for i in range(len(ds.rset))]
+        rendered = [src.sketch_view(i) for i in range(len(ds.rset))] if ds.canvases else []
         for c in ds.canvases:
             sketches[c].append(_run_trunk(model, k, [r[c] for r in rendered], batch_size))
         photos.append(_run_trunk(model, k, [src.photo_view(j) for j in range(len(ds.rset.photos))], batch_size))
@@ -94,7 +94,8 @@ class CachedTriplets(Dataset):
     """Triplets over cached trunk views: the same items as ``TripletDataset``, as trunk features.
 
     Per (seed, epoch, index): a random view of the sketch, one of the positive photo, a random negative photo and
-    a view of it. Items keep ``TripletDataset``'s keys, so the same step function serves both.
+    a view of it. Items keep ``TripletDataset``'s keys, so the same step function serves both, plus ``views``
+    (the three view indices, to look up a teacher's embeddings of the same views).
     """
 
     def __init__(self, rset: RetrievalSet, views: TrunkViews, seed: int = 0) -> None:
@@ -114,7 +115,7 @@ class CachedTriplets(Dataset):
         vs, vp, vn = torch.randint(self.cache.views, (3,), generator=g).tolist()
         return {"sketch": {c: t[vs, i] for c, t in self.cache.sketches.items()},
                 "positive": self.cache.photos[vp, target], "negative": self.cache.photos[vn, negative],
-                "target": target, "negative_index": negative, "index": i}
+                "target": target, "negative_index": negative, "index": i, "views": torch.tensor([vs, vp, vn])}
 
 
 @torch.inference_mode()

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import math
+import shlex
 import sys
 import time
 from collections.abc import Callable
@@ -60,7 +61,7 @@ class Run:
                                   "another --out")
         self.path.mkdir(parents=True, exist_ok=True)
         write_yaml(config, self.path / "config.yaml")
-        (self.path / "command.txt").write_text(" ".join(sys.argv) + "\n")
+        (self.path / "command.txt").write_text(shlex.join([Path(sys.argv[0]).name, *sys.argv[1:]]) + "\n")
         (self.path / "metrics.jsonl").write_text("")
 
     def log(self, record: dict) -> None:
@@ -125,7 +126,7 @@ def fit(model: EmbeddingNet, step_fn: StepFn, train_ds: Dataset, validate: Valid
             bar.set_postfix(loss=f"{loss.item():.4f}")
         val = validate(model)
         record = {"epoch": epoch, **{f"train_{k}": v for k, v in losses.items()},
-                  **{f"val_{k}": val[k] for k in ("acc1", "acc5", "acc10", "mean_rank")},
+                  **{f"val_{k}": v for k, v in val.items() if isinstance(v, (int, float))},
                   "lr": opt.param_groups[0]["lr"], "seconds": round(time.time() - t0, 1)}
         run.log(record)
         if progress:

@@ -1,0 +1,135 @@
+"""Train (if not done yet) and tabulate the FG-SBIR models of one dataset: teacher, direct baselines, paper VGG-16,
+SketchyNetV1 and its ablations, as listed in benchmarks/experiments.yaml.
+
+Every run is a plain ``sketchdown train|distill ... --out runs/<dataset>/<name>-s<seed>`` command (printed and
+stored in the row); finished runs are reused. Rows: test acc@1/5/10 (mean over seeds, std of acc@1), the
+backbone's params and GFLOPs in the paper's accounting at the canvas, and batch-1 CPU latency of the sketch branch.
+Writes results/<dataset>.json and results/<dataset>.md and refreshes the README block ``results:<dataset>``.
+
+    python benchmarks/fgsbir.py --dataset shoes-v1              # everything for one dataset
+    python benchmarks/fgsbir.py --dataset chairs-v1 --only teacher direct
+    python benchmarks/fgsbir.py --dataset shoes-v1 --table-only  # re-tabulate finished runs
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shlex
+import statistics
+import subprocess
+import sys
+import time
+import warnings
+from pathlib import Path
+
+import yaml
+
+from sketchdown.eval.flops import backbone_cost, measure_latency
+from sketchdown.eval.results import markdown, replace_block, update_rows
+from sketchdown.models.embed import read_checkpoint
+from sketchdown.models.registry import create_backbone
+
+SKETCHDOWN = str(Path(sys.executable).with_name("sketchdown"))  # the CLI of this environment
+
+
+def get_args_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--dataset", required=True, help="a dataset key of the experiments file")
+    p.add_argument("--experiments", type=Path, default=Path(__file__).with_name("experiments.yaml"))
+    p.add_argument("--only", nargs="+", help="experiment names to run/tabulate (default: all)")
+    p.add_argument("--runs", type=Path, default=Path("runs"))
+    p.add_argument("--results", type=Path, default=Path("results"))
+    p.add_argument("--readme", type=Path, default=Path("README.md"))
+    p.add_argument("--table-only", action="store_true", help="do not train; tabulate the finished runs")
+    p.add_argument("--train-threads", type=int, default=None, help="OMP threads of each training run")
+    p.add_argument("--latency-threads", type=int, default=None, help="torch threads for the latency column")
+    p.add_argument("--repeats", type=int, default=30, help="timed batch-1 passes per latency figure")
+    return p
+
+
+def run_command(dataset: str, spec: dict, exp: dict, name: str, seed: int, run_dir: Path) -> list[str]:
+    args = spec["datasets"][dataset] + " " + exp["args"] + " " + exp.get("dataset_args", {}).get(dataset, "")
+    teacher = run_dir.parent / "teacher-s0"
+    return [SKETCHDOWN, exp["command"], *shlex.split(args.format(teacher=teacher)), "--seed", str(seed),
+            "--out", str(run_dir)]
+
+
+def train_missing(args: argparse.Namespace, spec: dict, names: list[str]) -> None:
+    for name in names:
+        exp = spec["experiments"][name]
+        for seed in exp["seeds"]:
+            run_dir = args.runs / args.dataset / f"{name}-s{seed}"
+            if (run_dir / "test.json").is_file():
+                continue
+            cmd = run_command(args.dataset, spec, exp, name, seed, run_dir)
+            resume = (run_dir / "last.pt").is_file()
+            if resume:
+                cmd = [SKETCHDOWN, exp["command"], "--resume", str(run_dir)]
+            print("$", shlex.join(cmd), flush=True)
+            env = dict(os.environ, **({"OMP_NUM_THREADS": str(args.train_threads)} if args.train_threads else {}))
+            t0 = time.time()
+            subprocess.run(cmd, check=True, env=env)
+            (run_dir / "wall_seconds.txt").write_text(f"{time.time() - t0:.0f}\n")
+
+
+def tabulate(args: argparse.Namespace, spec: dict, names: list[str]) -> list[dict]:
+    rows, latency = [], {}
+    for name in names:
+        exp = spec["experiments"][name]
+        runs = [args.runs / args.dataset / f"{name}-s{s}" for s in exp["seeds"]]
+        runs = [r for r in runs if (r / "test.json").is_file()]
+        if not runs:
+            print(f"{name}: no finished run yet, skipped", flush=True)
+            continue
+        tests = [{m["canvas"]: m for m in json.loads((r / "test.json").read_text())} for r in runs]
+        ckpt = read_checkpoint(runs[0] / "best.pt")
+        config = ckpt["config"]
+        backbone = config["backbone"]
+        argv = shlex.split((runs[0] / "command.txt").read_text())
+        command = shlex.join([Path(argv[0]).name, *argv[1:]])
+        for canvas in exp["canvases"]:
+            if (backbone, canvas) not in latency:
+                with warnings.catch_warnings():
+                    warnings.simplefilter("ignore")
+                    net = create_backbone(backbone, "none")
+                lat = measure_latency(net, canvas, repeats=args.repeats, threads=args.latency_threads)
+                latency[backbone, canvas] = (backbone_cost(net, canvas), lat.median_ms)
+            cost, ms = latency[backbone, canvas]
+            acc = {k: [t[canvas][k] for t in tests] for k in ("acc1", "acc5", "acc10")}
+            wall = [float((r / "wall_seconds.txt").read_text()) for r in runs if (r / "wall_seconds.txt").is_file()]
+            rows.append({"name": name, "backbone": backbone, "canvas": canvas, "params_m": round(cost.params_m, 3),
+                         "gflops": round(cost.gflops, 4), "cpu_ms": round(ms, 2),
+                         **{k: round(statistics.mean(v), 2) for k, v in acc.items()},
+                         "acc1_std": round(statistics.stdev(acc["acc1"]), 2) if len(runs) > 1 else None,
+                         "seeds": len(runs), "command": command + (f"  (seeds {exp['seeds']})" if len(runs) > 1 else ""),
+                         "init_weights": ckpt.get("backbone_weights"),
+                         "train_minutes": round(statistics.mean(wall) / 60, 1) if wall else None})
+            print(f"{name:<16} {canvas:>4}  acc@1 {rows[-1]['acc1']:6.2f}  acc@10 {rows[-1]['acc10']:6.2f}  "
+                  f"{cost.gflops:7.3f} GFLOPs  {ms:7.2f} ms", flush=True)
+    return rows
+
+
+def main(args: argparse.Namespace) -> None:
+    spec = yaml.safe_load(args.experiments.read_text())
+    if args.dataset not in spec["datasets"]:
+        sys.exit(f"unknown dataset {args.dataset!r}; the experiments file has {', '.join(spec['datasets'])}")
+    names = args.only or list(spec["experiments"])
+    unknown = set(names) - set(spec["experiments"])
+    if unknown:
+        sys.exit(f"unknown experiments {sorted(unknown)}")
+    if not args.table_only:
+        train_missing(args, spec, names)
+    rows = tabulate(args, spec, names)
+    path = args.results / f"{args.dataset}.json"
+    merged = update_rows(path, rows, dataset=args.dataset,
+                         command=f"python benchmarks/fgsbir.py --dataset {args.dataset}")
+    table = markdown(merged)
+    (args.results / f"{args.dataset}.md").write_text(f"# {args.dataset}\n\n{table}\n")
+    replace_block(args.readme, f"results:{args.dataset}", table)
+    print(table)
+
+
+if __name__ == "__main__":
+    main(get_args_parser().parse_args())

@@ -1,0 +1,199 @@
+"""SketchyNetV1: cross-modal relational distillation from a frozen teacher into a photo-efficient student.
+
+Student loss per step = lambda * triplet + (1 - lambda) * L_RKD, averaged over the sketch rendered at every
+canvas (photos stay full size), so one student serves every canvas. L_RKD compares Euclidean distances
+(sketch-positive, sketch-negative, positive-negative; or every pair of the batch with ``relation=batch``) in the
+teacher's and the student's spaces with a Huber loss. Optionally, unpaired photos add photo-photo relations.
+
+With ``cache_views`` the teacher's embeddings of every cached view are computed once (the teacher is frozen, and
+the student's views are the same images: same view seed), so a step costs only the student's unfrozen blocks.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+from torch.utils.data import Dataset
+
+from ..data.datasets import RetrievalSet, TripletDataset, item_seed
+from ..data.io import RASTER_SUFFIXES
+from ..data.render import CANVASES
+from ..errors import InputError, SketchdownError
+from ..losses import rkd_batch_loss, rkd_photo_loss, rkd_triplet_loss, triplet_loss
+from ..models.embed import EmbeddingNet, load_model, read_checkpoint
+from .cache import CachedTriplets, TrunkViews, trunk_views, validate_cached
+from .loop import Run, fit, test_best
+from .triplet import TrainConfig, build_sets, embedder
+
+RELATIONS = ("triplet", "batch")
+
+
+@dataclass(frozen=True)
+class DistillConfig(TrainConfig):
+    """A triplet run's fields (the student's) plus the teacher and the distillation knobs."""
+
+    canvases: tuple[int, ...] = field(default=CANVASES, metadata={"help": "sketch canvases per step (loss averaged)"})
+    teacher: str | None = field(default=None, metadata={"help": "teacher run folder or checkpoint (required)"})
+    lam: float = field(default=0.5, metadata={"help": "lambda: weight of the triplet loss; 1 - lambda on L_RKD"})
+    beta: float = field(default=0.1, metadata={"help": "Huber threshold of L_RKD"})
+    relation: str = field(default="triplet", metadata={"help": "distilled distances: triplet (the paper's 3 per "
+                                                                "triplet) or batch (every pair of the batch)"})
+    unlabelled: str | None = field(default=None, metadata={"help": "folder of unpaired photos for photo-photo "
+                                                                   "distillation (e.g. shoe-v2-photos/photos)"})
+    unlabelled_weight: float = field(default=1.0, metadata={"help": "weight of the unpaired-photo L_RKD"})
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.teacher is None:
+            raise ValueError("teacher is required (a run folder or checkpoint)")
+        if self.relation not in RELATIONS:
+            raise ValueError(f"relation must be one of {RELATIONS}")
+        if not 0.0 <= self.lam <= 1.0:
+            raise ValueError("lam must be in [0, 1]")
+        if self.unlabelled and not self.cache_views:
+            raise ValueError("unlabelled photos need cache_views > 0")
+
+
+def load_teacher(spec: str) -> tuple[EmbeddingNet, dict]:
+    """The frozen teacher and its training config (for its frozen blocks and canvas)."""
+    path = Path(spec)
+    ckpt_path = path / "best.pt" if path.is_dir() else path
+    config = read_checkpoint(ckpt_path).get("config") or {}
+    teacher = load_model(ckpt_path).requires_grad_(False)
+    return teacher, config
+
+
+def unlabelled_set(folder: str) -> RetrievalSet:
+    """A photo-only set: every image of ``folder`` (sorted), standing in as its own target."""
+    root = Path(folder)
+    if not root.is_dir():
+        raise InputError(root, "unlabelled photo folder does not exist")
+    photos = sorted(p for p in root.rglob("*") if p.suffix.lower() in RASTER_SUFFIXES)
+    if len(photos) < 2:
+        raise InputError(root, "needs at least two photos")
+    return RetrievalSet(f"unlabelled:{root.name}", list(photos), list(range(len(photos))), photos)
+
+
+@torch.inference_mode()
+def teacher_views(teacher: EmbeddingNet, k: int, ds: TripletDataset, views: int, batch_size: int = 64,
+                  progress: bool = True) -> tuple[torch.Tensor, torch.Tensor]:
+    """Teacher embeddings (V x N x D sketches at ``ds``'s one canvas, V x P x D photos) of the cached views."""
+    cache = trunk_views(teacher, k, ds, views, progress=progress)
+
+    def embed(feats: torch.Tensor) -> torch.Tensor:
+        flat = feats.flatten(0, 1)
+        out = torch.cat([teacher.forward_from(flat[i:i + batch_size].float(), k)
+                         for i in range(0, len(flat), batch_size)])
+        return out.view(*feats.shape[:2], -1)
+
+    sketches = embed(next(iter(cache.sketches.values()))) if cache.sketches else torch.empty(0)
+    return sketches, embed(cache.photos)
+
+
+class DistillTriplets(Dataset):
+    """``CachedTriplets`` items plus the teacher's embeddings of the same views (and one unpaired photo)."""
+
+    def __init__(self, triplets: CachedTriplets, t_sketches: torch.Tensor, t_photos: torch.Tensor,
+                 unlabelled: tuple[TrunkViews, torch.Tensor] | None = None) -> None:
+        self.triplets, self.t_sketches, self.t_photos, self.unlabelled = triplets, t_sketches, t_photos, unlabelled
+
+    def set_epoch(self, epoch: int) -> None:
+        self.triplets.set_epoch(epoch)
+
+    def __len__(self) -> int:
+        return len(self.triplets)
+
+    def __getitem__(self, i: int) -> dict:
+        item = self.triplets[i]
+        vs, vp, vn = item["views"].tolist()
+        item["teacher"] = {"sketch": self.t_sketches[vs, i], "positive": self.t_photos[vp, item["target"]],
+                           "negative": self.t_photos[vn, item["negative_index"]]}
+        if self.unlabelled is not None:
+            cache, t_emb = self.unlabelled
+            g = torch.Generator().manual_seed(item_seed(self.triplets.seed, self.triplets.epoch, i, 2))
+            j = int(torch.randint(cache.photos.shape[1], (), generator=g))
+            v = int(torch.randint(cache.views, (), generator=g))
+            item["unlabelled"], item["teacher"]["unlabelled"] = cache.photos[v, j], t_emb[v, j]
+        return item
+
+
+def distill_step(cfg: DistillConfig, from_block: int, teacher: EmbeddingNet):
+    """Per-batch student loss; teacher embeddings come from the batch (cached) or the frozen teacher."""
+
+    def teacher_of(batch: dict) -> dict:
+        if "teacher" in batch:
+            return batch["teacher"]
+        with torch.no_grad():
+            return {"sketch": teacher(batch["sketch"][max(cfg.canvases)]), "positive": teacher(batch["positive"]),
+                    "negative": teacher(batch["negative"])}
+
+    def step(model: EmbeddingNet, batch: dict) -> tuple[torch.Tensor, dict[str, float]]:
+        embed = embedder(model, from_block)
+        t = teacher_of(batch)
+        pos, neg = embed(batch["positive"]), embed(batch["negative"])
+        tri_terms, rkd_terms = [], []
+        for c in cfg.canvases:
+            sk = embed(batch["sketch"][c])
+            tri_terms.append(triplet_loss(sk, pos, neg, batch["target"], batch["negative_index"], cfg.margin,
+                                          cfg.mining))
+            if cfg.relation == "triplet":
+                rkd_terms.append(rkd_triplet_loss(sk, pos, neg, t["sketch"], t["positive"], t["negative"], cfg.beta))
+            else:
+                rkd_terms.append(rkd_batch_loss(sk, torch.cat([pos, neg]), t["sketch"],
+                                                torch.cat([t["positive"], t["negative"]]), cfg.beta))
+        tri, rkd = torch.stack(tri_terms).mean(), torch.stack(rkd_terms).mean()
+        loss = cfg.lam * tri + (1 - cfg.lam) * rkd
+        logs = {"triplet": tri.item(), "rkd": rkd.item()}
+        if "unlabelled" in batch:
+            unl = cfg.unlabelled_weight * rkd_photo_loss(embed(batch["unlabelled"]), t["unlabelled"], cfg.beta)
+            loss = loss + unl
+            logs["rkd_unlabelled"] = unl.item()
+        return loss, logs
+
+    return step
+
+
+def validate_canvases(model: EmbeddingNet, views: TrunkViews, rset: RetrievalSet, canvases: tuple[int, ...]) -> dict:
+    """Validation metrics averaged over the canvases: one student must serve all of them."""
+    per = [validate_cached(model, views, rset, c) for c in canvases]
+    out = {k: sum(m[k] for m in per) / len(per) for k in ("acc1", "acc5", "acc10", "mean_rank")}
+    out.update({f"acc1@{c}": m["acc1"] for c, m in zip(canvases, per)})
+    return out
+
+
+def distill(cfg: DistillConfig, out: str | Path, resume: bool = False, progress: bool = True) -> dict:
+    """Distil (or resume) a student in ``out``; returns the best validation record and test metrics."""
+    if not cfg.cache_views:
+        raise SketchdownError("distillation here runs on cached trunk views: pass --freeze-blocks K --cache-views V")
+    run = Run(out)
+    if not resume:
+        run.start(cfg)
+    torch.manual_seed(cfg.seed)
+    teacher, t_cfg = load_teacher(cfg.teacher)
+    t_k, t_canvas = int(t_cfg.get("freeze_blocks", 0)), int(t_cfg.get("eval_canvas", max(cfg.canvases)))
+    student = EmbeddingNet(cfg.model_config())
+    train_set, val_set, test_set = build_sets(cfg)
+    k, v = cfg.freeze_blocks, cfg.cache_views
+
+    def views_of(net: EmbeddingNet, blocks: int, rset: RetrievalSet, canvases: tuple[int, ...], n: int, aug: bool):
+        ds = TripletDataset(rset, canvases, cfg.photo_size, augment=aug, raster_method=cfg.raster_method)
+        return ds, trunk_views(net, blocks, ds, n, progress=progress)
+
+    _, s_views = views_of(student, k, train_set, cfg.canvases, v, cfg.augment)
+    t_ds = TripletDataset(train_set, (t_canvas,), cfg.photo_size, augment=cfg.augment, raster_method=cfg.raster_method)
+    t_sketches, t_photos = teacher_views(teacher, t_k, t_ds, v, progress=progress)
+    unlabelled = None
+    if cfg.unlabelled:
+        u_set = unlabelled_set(cfg.unlabelled)
+        _, u_views = views_of(student, k, u_set, (), v, cfg.augment)
+        u_ds = TripletDataset(u_set, (), cfg.photo_size, augment=cfg.augment, raster_method=cfg.raster_method)
+        unlabelled = (u_views, teacher_views(teacher, t_k, u_ds, v, progress=progress)[1])
+    ds = DistillTriplets(CachedTriplets(train_set, s_views, cfg.seed), t_sketches, t_photos, unlabelled)
+    _, val_views = views_of(student, k, val_set, cfg.canvases, 1, False)
+    best = fit(student, distill_step(cfg, k, teacher), ds,
+               lambda m: validate_canvases(m, val_views, val_set, cfg.canvases), cfg, run, resume=resume,
+               progress=progress)
+    test = test_best(run, test_set, cfg.canvases, cfg.photo_size, cfg.raster_method) if test_set else []
+    return {"best": best, "test": test}

@@ -1,0 +1,81 @@
+"""Relational distillation: the loss on hand-made cases, and a short cached run on real Chair-V1 files."""
+
+import dataclasses
+import json
+import shutil
+
+import pytest
+import torch
+
+from sketchdown.losses import rkd_batch_loss, rkd_photo_loss, rkd_triplet_loss
+from sketchdown.models.embed import load_model
+from sketchdown.train.distill import DistillConfig, distill
+from sketchdown.train.triplet import TrainConfig, train
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+def test_rkd_known_value():
+    # student: d_sp = 1, d_sn = 1, d_pn = sqrt(2); teacher: d_sp = 0.5, d_sn = 2, d_pn = 1
+    s, p, n = torch.tensor([[0.0, 0.0]]), torch.tensor([[1.0, 0.0]]), torch.tensor([[0.0, 1.0]])
+    ts, tp, tn = torch.tensor([[0.0, 0.0]]), torch.tensor([[0.5, 0.0]]), torch.tensor([[0.5, 1.0]])
+    # teacher d_sn = sqrt(0.25 + 1) = 1.118, d_pn = 1
+    beta = 0.1
+
+    def huber(x: float) -> float:
+        x = abs(x)
+        return 0.5 * x * x / beta if x < beta else x - 0.5 * beta
+
+    expected = huber(1 - 0.5) + huber(1 - 1.25 ** 0.5) + huber(2 ** 0.5 - 1)
+    assert rkd_triplet_loss(s, p, n, ts, tp, tn, beta).item() == pytest.approx(expected, abs=1e-6)
+
+
+def test_rkd_is_zero_when_student_equals_teacher_even_across_sizes():
+    torch.manual_seed(0)
+    s, p, n = (torch.nn.functional.normalize(torch.randn(6, 16), dim=1) for _ in range(3))
+    assert rkd_triplet_loss(s, p, n, s, p, n).item() == 0.0
+    assert rkd_batch_loss(s, torch.cat([p, n]), s, torch.cat([p, n])).item() == 0.0
+    # distances, not features: a rotated, zero-padded copy in a larger space has the same geometry
+    q, _ = torch.linalg.qr(torch.randn(32, 32))
+    lift = lambda x: torch.cat([x, torch.zeros(len(x), 16)], dim=1) @ q  # noqa: E731
+    assert rkd_triplet_loss(s, p, n, lift(s), lift(p), lift(n)).item() == pytest.approx(0.0, abs=1e-6)
+    assert rkd_photo_loss(p, lift(p)).item() == pytest.approx(0.0, abs=1e-6)
+    assert rkd_triplet_loss(s, p, n, s, p, -n).item() > 0
+
+
+def test_short_distillation_lowers_the_loss(tmp_path, data, monkeypatch):
+    monkeypatch.setenv("SKETCHDOWN_HOME", str(tmp_path / "home"))  # the trunk caches go here, not the user's
+    teacher_cfg = TrainConfig(train_sets=("chairs-v1",), limit=16, photo_size=64, canvases=(64,), eval_canvas=64,
+                              batch_size=8, epochs=2, lr=1e-3, val_fraction=0.05, freeze_blocks=14, cache_views=2,
+                              data=str(data))
+    train(teacher_cfg, tmp_path / "teacher", progress=False)
+    unpaired = tmp_path / "unpaired"
+    unpaired.mkdir()
+    for photo in sorted((data / "qmul-v1" / "chairs" / "test" / "images").glob("*.jpg"))[:6]:
+        shutil.copy(photo, unpaired / photo.name)
+    cfg = DistillConfig(train_sets=("chairs-v1",), limit=16, photo_size=64, canvases=(32, 64), eval_canvas=64,
+                        batch_size=8, epochs=4, lr=1e-3, warmup_epochs=0.5, val_fraction=0.05, freeze_blocks=7,
+                        cache_views=2, data=str(data), teacher=str(tmp_path / "teacher"), lam=0.0,
+                        embed_dim=32, relation="batch", unlabelled=str(unpaired))
+    result = distill(cfg, tmp_path / "student", progress=False)
+    history = [json.loads(line) for line in (tmp_path / "student" / "metrics.jsonl").read_text().splitlines()]
+    assert history[-1]["train_rkd"] < history[0]["train_rkd"]
+    assert "val_acc1@32" in history[0] and history[0]["train_rkd_unlabelled"] > 0
+    assert [m["canvas"] for m in result["test"]] == [32, 64]
+    assert load_model(tmp_path / "student" / "best.pt").dim == 32  # student size differs from the teacher's
+
+
+def test_distill_config_refuses_nonsense():
+    with pytest.raises(ValueError, match="teacher"):
+        DistillConfig()
+    with pytest.raises(ValueError, match="relation"):
+        DistillConfig(teacher="x", relation="all")
+    with pytest.raises(ValueError, match="cache_views"):
+        dataclasses.replace(DistillConfig(teacher="x", freeze_blocks=7, cache_views=1), unlabelled="photos",
+                            cache_views=0)
