@@ -195,5 +195,6 @@ def distill(cfg: DistillConfig, out: str | Path, resume: bool = False, progress:
     best = fit(student, distill_step(cfg, k, teacher), ds,
                lambda m: validate_canvases(m, val_views, val_set, cfg.canvases), cfg, run, resume=resume,
                progress=progress)
-    test = test_best(run, test_set, cfg.canvases, cfg.photo_size, cfg.raster_method) if test_set else []
+    canvases = tuple(sorted({*cfg.canvases, *cfg.test_canvases}))
+    test = test_best(run, test_set, canvases, cfg.photo_size, cfg.raster_method) if test_set else []
     return {"best": best, "test": test}

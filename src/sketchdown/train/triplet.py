@@ -33,6 +33,8 @@ class TrainConfig:
     val_fraction: float = field(default=0.15, metadata={"help": "photos held out of train for model selection"})
     canvases: tuple[int, ...] = field(default=(256,), metadata={"help": "sketch canvases per step (loss averaged)"})
     eval_canvas: int = field(default=256, metadata={"help": "sketch canvas for validation"})
+    test_canvases: tuple[int, ...] = field(default=(), metadata={"help": "extra sketch canvases evaluated on the "
+                                                                          "test split (besides the training ones)"})
     photo_size: int = field(default=256, metadata={"help": "photo side in pixels"})
     epochs: int = field(default=20, metadata={"help": "epochs"})
     batch_size: int = field(default=16, metadata={"help": "triplets per step"})
@@ -128,6 +130,6 @@ def train(cfg: TrainConfig, out: str | Path, resume: bool = False, progress: boo
     train_set, val_set, test_set = build_sets(cfg)
     ds, validate, from_block = training_data(cfg, model, train_set, val_set, progress)
     best = fit(model, triplet_step(cfg, from_block), ds, validate, cfg, run, resume=resume, progress=progress)
-    canvases = tuple(sorted({cfg.eval_canvas, *cfg.canvases}))
+    canvases = tuple(sorted({cfg.eval_canvas, *cfg.canvases, *cfg.test_canvases}))
     test = test_best(run, test_set, canvases, cfg.photo_size, cfg.raster_method) if test_set else []
     return {"best": best, "test": test}
