@@ -43,6 +43,8 @@ def get_args_parser() -> argparse.ArgumentParser:
     p.add_argument("--results", type=Path, default=Path("results"))
     p.add_argument("--readme", type=Path, default=Path("README.md"))
     p.add_argument("--table-only", action="store_true", help="do not train; tabulate the finished runs")
+    p.add_argument("--train-only", action="store_true", help="train missing runs; no table (latency needs a quiet "
+                                                             "machine)")
     p.add_argument("--train-threads", type=int, default=None, help="OMP threads of each training run")
     p.add_argument("--latency-threads", type=int, default=None, help="torch threads for the latency column")
     p.add_argument("--repeats", type=int, default=30, help="timed batch-1 passes per latency figure")
@@ -121,6 +123,8 @@ def main(args: argparse.Namespace) -> None:
         sys.exit(f"unknown experiments {sorted(unknown)}")
     if not args.table_only:
         train_missing(args, spec, names)
+    if args.train_only:
+        return
     rows = tabulate(args, spec, names)
     path = args.results / f"{args.dataset}.json"
     merged = update_rows(path, rows, dataset=args.dataset,
