@@ -51,10 +51,13 @@ def get_args_parser() -> argparse.ArgumentParser:
     return p
 
 
-def run_command(dataset: str, spec: dict, exp: dict, name: str, seed: int, run_dir: Path) -> list[str]:
-    args = spec["datasets"][dataset] + " " + exp["args"] + " " + exp.get("dataset_args", {}).get(dataset, "")
-    teacher = run_dir.parent / "teacher-s0"
-    return [SKETCHDOWN, exp["command"], *shlex.split(args.format(teacher=teacher)), "--seed", str(seed),
+def run_command(dataset: str, spec: dict, exp: dict, seed: int, run_dir: Path) -> list[str]:
+    """The CLI call of one run; ``{teacher}``, ``{seed}`` and ``{runs}`` in the flags are filled in."""
+    flags = exp["args"] + " " + exp.get("dataset_args", {}).get(dataset, "")
+    flags = flags.format(teacher=run_dir.parent / "teacher-s0", seed=seed, runs=run_dir.parent)
+    if exp["command"] == "ensemble":  # combines finished runs: no data flags, no seed of its own
+        return [SKETCHDOWN, "ensemble", *shlex.split(flags), "--out", str(run_dir)]
+    return [SKETCHDOWN, exp["command"], *shlex.split(spec["datasets"][dataset] + " " + flags), "--seed", str(seed),
             "--out", str(run_dir)]
 
 
@@ -62,10 +65,10 @@ def train_missing(args: argparse.Namespace, spec: dict, names: list[str]) -> Non
     for name in names:
         exp = spec["experiments"][name]
         for seed in exp["seeds"]:
-            run_dir = args.runs / args.dataset / f"{name}-s{seed}"
+            run_dir = args.runs / args.dataset / f"{exp.get('folder', name)}-s{seed}"
             if (run_dir / "test.json").is_file():
                 continue
-            cmd = run_command(args.dataset, spec, exp, name, seed, run_dir)
+            cmd = run_command(args.dataset, spec, exp, seed, run_dir)
             resume = (run_dir / "last.pt").is_file()
             if resume:
                 cmd = [SKETCHDOWN, exp["command"], "--resume", str(run_dir)]
@@ -80,7 +83,7 @@ def tabulate(args: argparse.Namespace, spec: dict, names: list[str]) -> list[dic
     rows, latency = [], {}
     for name in names:
         exp = spec["experiments"][name]
-        runs = [args.runs / args.dataset / f"{name}-s{s}" for s in exp["seeds"]]
+        runs = [args.runs / args.dataset / f"{exp.get('folder', name)}-s{s}" for s in exp["seeds"]]
         runs = [r for r in runs if (r / "test.json").is_file()]
         if not runs:
             print(f"{name}: no finished run yet, skipped", flush=True)
@@ -92,24 +95,28 @@ def tabulate(args: argparse.Namespace, spec: dict, names: list[str]) -> list[dic
         argv = shlex.split((runs[0] / "command.txt").read_text())
         command = shlex.join([Path(argv[0]).name, *argv[1:]])
         for canvas in exp["canvases"]:
-            if (backbone, canvas) not in latency:
-                with warnings.catch_warnings():
-                    warnings.simplefilter("ignore")
-                    net = create_backbone(backbone, "none")
-                lat = measure_latency(net, canvas, repeats=args.repeats, threads=args.latency_threads)
-                latency[backbone, canvas] = (backbone_cost(net, canvas), lat.median_ms)
-            cost, ms = latency[backbone, canvas]
+            parts = [m["backbone"] for m in config.get("members", [config])]  # an ensemble costs all its members
+            for part in parts:
+                if (part, canvas) not in latency:
+                    with warnings.catch_warnings():
+                        warnings.simplefilter("ignore")
+                        net = create_backbone(part, "none")
+                    lat = measure_latency(net, canvas, repeats=args.repeats, threads=args.latency_threads)
+                    latency[part, canvas] = (backbone_cost(net, canvas), lat.median_ms)
+            gflops = sum(latency[p, canvas][0].gflops for p in parts)
+            params = sum(latency[p, canvas][0].params_m for p in parts)
+            ms = sum(latency[p, canvas][1] for p in parts)
             acc = {k: [t[canvas][k] for t in tests] for k in ("acc1", "acc5", "acc10")}
             wall = [float((r / "wall_seconds.txt").read_text()) for r in runs if (r / "wall_seconds.txt").is_file()]
-            rows.append({"name": name, "backbone": backbone, "canvas": canvas, "params_m": round(cost.params_m, 3),
-                         "gflops": round(cost.gflops, 4), "cpu_ms": round(ms, 2),
+            rows.append({"name": name, "backbone": backbone, "canvas": canvas, "params_m": round(params, 3),
+                         "gflops": round(gflops, 4), "cpu_ms": round(ms, 2),
                          **{k: round(statistics.mean(v), 2) for k, v in acc.items()},
                          "acc1_std": round(statistics.stdev(acc["acc1"]), 2) if len(runs) > 1 else None,
                          "seeds": len(runs), "command": command + (f"  (seeds {exp['seeds']})" if len(runs) > 1 else ""),
                          "init_weights": ckpt.get("backbone_weights"),
                          "train_minutes": round(statistics.mean(wall) / 60, 1) if wall else None})
             print(f"{name:<16} {canvas:>4}  acc@1 {rows[-1]['acc1']:6.2f}  acc@10 {rows[-1]['acc10']:6.2f}  "
-                  f"{cost.gflops:7.3f} GFLOPs  {ms:7.2f} ms", flush=True)
+                  f"{gflops:7.3f} GFLOPs  {ms:7.2f} ms", flush=True)
     return rows
 
 

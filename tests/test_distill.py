@@ -79,3 +79,25 @@ def test_distill_config_refuses_nonsense():
     with pytest.raises(ValueError, match="cache_views"):
         dataclasses.replace(DistillConfig(teacher="x", freeze_blocks=7, cache_views=1), unlabelled="photos",
                             cache_views=0)
+
+
+def test_ensemble_run_scores_and_teaches(tmp_path, data, monkeypatch):
+    from sketchdown.models.embed import EnsembleNet
+    from sketchdown.train.ensemble import EnsembleConfig, build_ensemble
+
+    monkeypatch.setenv("SKETCHDOWN_HOME", str(tmp_path / "home"))
+    base = TrainConfig(train_sets=("chairs-v1",), limit=16, photo_size=64, canvases=(64,), eval_canvas=64,
+                       batch_size=8, epochs=1, lr=1e-3, val_fraction=0.05, freeze_blocks=14, cache_views=1,
+                       data=str(data))
+    train(base, tmp_path / "a", progress=False)
+    train(dataclasses.replace(base, backbone="efficientnet_lite0", freeze_blocks=7, embed_dim=16), tmp_path / "b",
+          progress=False)
+    result = build_ensemble(EnsembleConfig(members=(str(tmp_path / "a"), str(tmp_path / "b"))), tmp_path / "ens",
+                            progress=False)
+    assert result["test"][0]["queries"] == 97
+    model = load_model(tmp_path / "ens" / "best.pt")
+    assert isinstance(model, EnsembleNet) and model.dim == 1280 + 16
+    cfg = DistillConfig(train_sets=("chairs-v1",), limit=16, photo_size=64, canvases=(32, 64), eval_canvas=64,
+                        batch_size=8, epochs=1, val_fraction=0.05, freeze_blocks=14, cache_views=1,
+                        data=str(data), teacher=str(tmp_path / "ens"))
+    assert distill(cfg, tmp_path / "student", progress=False)["test"]

@@ -63,14 +63,19 @@ def create_model(backbone: str = "mobilenet_v2", embed_dim: int | None = None, p
     return EmbeddingNet(ModelConfig(backbone=backbone, embed_dim=embed_dim, pool=pool, weights=weights))
 
 
-def save_checkpoint(path: str | Path, model: EmbeddingNet, **extra) -> None:
-    """Write weights + the config that rebuilds them (+ any extra plain data), atomically."""
+def _atomic_save(obj: dict, path: str | Path) -> None:
+    """``torch.save`` through a temporary file, so a crash never leaves half a checkpoint."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(path.suffix + ".tmp")
-    torch.save({"model_config": asdict(model.config), "state_dict": model.state_dict(),
-                "backbone_weights": model.backbone.weights, **extra}, tmp)
+    torch.save(obj, tmp)
     tmp.replace(path)
+
+
+def save_checkpoint(path: str | Path, model: EmbeddingNet, **extra) -> None:
+    """Write weights + the config that rebuilds them (+ any extra plain data), atomically."""
+    _atomic_save({"model_config": asdict(model.config), "state_dict": model.state_dict(),
+                  "backbone_weights": model.backbone.weights, **extra}, path)
 
 
 def read_checkpoint(path: str | Path, required: tuple[str, ...] = ("model_config", "state_dict")) -> dict:
@@ -87,12 +92,40 @@ def read_checkpoint(path: str | Path, required: tuple[str, ...] = ("model_config
     return ckpt
 
 
-def load_model(path: str | Path) -> EmbeddingNet:
-    """Rebuild an ``EmbeddingNet`` from a checkpoint; the backbone starts empty, then takes the saved weights."""
-    ckpt = read_checkpoint(path)
+class EnsembleNet(nn.Module):
+    """Several trained embedding nets used as one: unit embeddings concatenated and renormalised, which ranks by
+    the mean of the members' cosine similarities. A teacher candidate; each member keeps its own normalisation."""
+
+    def __init__(self, members: list[EmbeddingNet]) -> None:
+        super().__init__()
+        self.members = nn.ModuleList(members)
+        self.dim = sum(m.dim for m in members)
+        self.config = ModelConfig(backbone="+".join(m.config.backbone for m in members), embed_dim=self.dim)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return F.normalize(torch.cat([m(x) for m in self.members], dim=1), dim=1)
+
+
+def _build(ckpt: dict, path: str | Path) -> EmbeddingNet:
     known = {f.name for f in fields(ModelConfig)}
     config = ModelConfig(**{k: v for k, v in ckpt["model_config"].items() if k in known})
     model = EmbeddingNet(config, create_backbone(config.backbone, "none"))
     model.load_state_dict(ckpt["state_dict"])
     model.backbone.weights = f"checkpoint:{path}"
     return model.eval()
+
+
+def load_model(path: str | Path) -> EmbeddingNet | EnsembleNet:
+    """Rebuild a model from a checkpoint; backbones start empty, then take the saved weights."""
+    ckpt = read_checkpoint(path)
+    if "members" in ckpt:
+        return EnsembleNet([_build(m, path) for m in ckpt["members"]]).eval()
+    return _build(ckpt, path)
+
+
+def save_ensemble(path: str | Path, members: list[str | Path], **extra) -> None:
+    """One self-contained checkpoint holding every member's config and weights."""
+    kept = ("model_config", "state_dict", "backbone_weights", "config")
+    parts = [{k: v for k, v in read_checkpoint(m).items() if k in kept} for m in members]
+    _atomic_save({"model_config": {"backbone": "+".join(p["model_config"]["backbone"] for p in parts)},
+                  "state_dict": {}, "members": parts, **extra}, path)

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
+import torch.nn.functional as F
 from torch.utils.data import Dataset
 
 from ..data.datasets import RetrievalSet, TripletDataset, item_seed
@@ -22,7 +23,7 @@ from ..data.io import RASTER_SUFFIXES
 from ..data.render import CANVASES
 from ..errors import InputError, SketchdownError
 from ..losses import rkd_batch_loss, rkd_photo_loss, rkd_triplet_loss, triplet_loss
-from ..models.embed import EmbeddingNet, load_model, read_checkpoint
+from ..models.embed import EmbeddingNet, EnsembleNet, load_model, read_checkpoint
 from .cache import CachedTriplets, TrunkViews, trunk_views, validate_cached
 from .loop import Run, fit, test_best
 from .triplet import TrainConfig, build_sets, embedder
@@ -56,7 +57,7 @@ class DistillConfig(TrainConfig):
             raise ValueError("unlabelled photos need cache_views > 0")
 
 
-def load_teacher(spec: str) -> tuple[EmbeddingNet, dict]:
+def load_teacher(spec: str) -> tuple[EmbeddingNet | EnsembleNet, dict]:
     """The frozen teacher and its training config (for its frozen blocks and canvas)."""
     path = Path(spec)
     ckpt_path = path / "best.pt" if path.is_dir() else path
@@ -77,18 +78,30 @@ def unlabelled_set(folder: str) -> RetrievalSet:
 
 
 @torch.inference_mode()
-def teacher_views(teacher: EmbeddingNet, k: int, ds: TripletDataset, views: int, batch_size: int = 64,
+def teacher_views(teacher: EmbeddingNet | EnsembleNet, t_cfg: dict, rset: RetrievalSet, views: int,
+                  cfg: DistillConfig, photos_only: bool = False,
                   progress: bool = True) -> tuple[torch.Tensor, torch.Tensor]:
-    """Teacher embeddings (V x N x D sketches at ``ds``'s one canvas, V x P x D photos) of the cached views."""
+    """Teacher embeddings of the cached views: V x N x D sketches (at the teacher's canvas), V x P x D photos.
+
+    Each (member) network reuses the trunk cache of its own training run; an ensemble concatenates its members'
+    unit embeddings and renormalises, as ``EnsembleNet`` does.
+    """
+    if isinstance(teacher, EnsembleNet):
+        parts = [teacher_views(m, c, rset, views, cfg, photos_only, progress)
+                 for m, c in zip(teacher.members, t_cfg["members"])]
+        return tuple(F.normalize(torch.cat(p, dim=-1), dim=-1) for p in zip(*parts))
+    k, canvas = int(t_cfg.get("freeze_blocks", 0)), int(t_cfg.get("eval_canvas", max(cfg.canvases)))
+    canvases = () if photos_only else (canvas,)
+    ds = TripletDataset(rset, canvases, cfg.photo_size, augment=cfg.augment, raster_method=cfg.raster_method)
     cache = trunk_views(teacher, k, ds, views, progress=progress)
 
-    def embed(feats: torch.Tensor) -> torch.Tensor:
+    def embed(feats: torch.Tensor, batch_size: int = 64) -> torch.Tensor:
         flat = feats.flatten(0, 1)
         out = torch.cat([teacher.forward_from(flat[i:i + batch_size].float(), k)
                          for i in range(0, len(flat), batch_size)])
         return out.view(*feats.shape[:2], -1)
 
-    sketches = embed(next(iter(cache.sketches.values()))) if cache.sketches else torch.empty(0)
+    sketches = embed(cache.sketches[canvas]) if canvases else torch.empty(0)
     return sketches, embed(cache.photos)
 
 
@@ -172,7 +185,6 @@ def distill(cfg: DistillConfig, out: str | Path, resume: bool = False, progress:
         run.start(cfg)
     torch.manual_seed(cfg.seed)
     teacher, t_cfg = load_teacher(cfg.teacher)
-    t_k, t_canvas = int(t_cfg.get("freeze_blocks", 0)), int(t_cfg.get("eval_canvas", max(cfg.canvases)))
     student = EmbeddingNet(cfg.model_config())
     train_set, val_set, test_set = build_sets(cfg)
     k, v = cfg.freeze_blocks, cfg.cache_views
@@ -182,14 +194,12 @@ def distill(cfg: DistillConfig, out: str | Path, resume: bool = False, progress:
         return ds, trunk_views(net, blocks, ds, n, progress=progress)
 
     _, s_views = views_of(student, k, train_set, cfg.canvases, v, cfg.augment)
-    t_ds = TripletDataset(train_set, (t_canvas,), cfg.photo_size, augment=cfg.augment, raster_method=cfg.raster_method)
-    t_sketches, t_photos = teacher_views(teacher, t_k, t_ds, v, progress=progress)
+    t_sketches, t_photos = teacher_views(teacher, t_cfg, train_set, v, cfg, progress=progress)
     unlabelled = None
     if cfg.unlabelled:
         u_set = unlabelled_set(cfg.unlabelled)
         _, u_views = views_of(student, k, u_set, (), v, cfg.augment)
-        u_ds = TripletDataset(u_set, (), cfg.photo_size, augment=cfg.augment, raster_method=cfg.raster_method)
-        unlabelled = (u_views, teacher_views(teacher, t_k, u_ds, v, progress=progress)[1])
+        unlabelled = (u_views, teacher_views(teacher, t_cfg, u_set, v, cfg, True, progress)[1])
     ds = DistillTriplets(CachedTriplets(train_set, s_views, cfg.seed), t_sketches, t_photos, unlabelled)
     _, val_views = views_of(student, k, val_set, cfg.canvases, 1, False)
     best = fit(student, distill_step(cfg, k, teacher), ds,
