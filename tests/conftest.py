@@ -9,6 +9,7 @@ import pytest
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 import sketchdown  # noqa: E402,F401  (makes torchvision importable before any test imports timm)
+import torch  # noqa: E402
 from sketchdown.data.datasets import data_root  # noqa: E402
 
 DATA = data_root()
@@ -24,3 +25,12 @@ def data() -> Path:
 @pytest.fixture(scope="session")
 def chair_pickle(data: Path) -> Path:
     return data / "chair-v2-strokes" / "ChairV2_Coordinate"
+
+
+@pytest.fixture
+def one_thread():
+    """Tiny CPU steps are fastest (and never oversubscribed) on one torch thread."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)

@@ -6,4 +6,13 @@ from .data.sketch import Sketch
 from .errors import InputError, MissingWeightsError, SketchdownError
 
 __version__ = "0.1.0"
-__all__ = ["Sketch", "SketchdownError", "InputError", "MissingWeightsError", "__version__"]
+__all__ = ["Sketch", "SketchdownError", "InputError", "MissingWeightsError", "Index", "load", "__version__"]
+_RETRIEVAL = ("Index", "load")  # imported on first use: faiss and the models are not needed to read a sketch
+
+
+def __getattr__(name: str):
+    if name in _RETRIEVAL:
+        from . import retrieval
+
+        return getattr(retrieval, name)
+    raise AttributeError(f"module 'sketchdown' has no attribute {name!r}")

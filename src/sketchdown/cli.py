@@ -21,8 +21,13 @@ typical use:
   sketchdown train --backbone mobilenet_v2 --train-sets shoes-v1 shoes-v1-extra --out runs/direct-shoes
   sketchdown train --resume runs/direct-shoes                     continue where it stopped
 
-planned (see the issues): distill (SketchyNetV1), select (SketchyNetV2 canvas policy),
-index / search (photo catalogue), export-onnx. Data defaults to ../shared/data or $SKETCHDOWN_DATA.
+  sketchdown index photos/ -o catalogue.idx --model runs/direct-shoes   index a photo catalogue (re-run: updates)
+  sketchdown search catalogue.idx sketch.png -k 10 [--json]          top photos for a sketch
+  sketchdown export-onnx --model runs/direct-shoes -o model.onnx     checked against torch
+  sketchdown bench --teacher RUN --v1 RUN --v2 SELECTOR_RUN          query latency at catalogue scale
+
+planned (see the issues): distill (SketchyNetV1), select (SketchyNetV2 canvas policy).
+Data defaults to ../shared/data or $SKETCHDOWN_DATA.
 """
 
 
@@ -132,31 +137,28 @@ def add_render(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(run=run)
 
 
-def add_train(sub: argparse._SubParsersAction) -> None:
+def _add_run_command(sub: argparse._SubParsersAction, name: str, config_cls: type, train_fn, help_text: str,
+                     description: str) -> None:
+    """A training subcommand: flags from a config dataclass (+ --config YAML), --out, and exact --resume."""
     from .config import add_dataclass_args
-    from .train.triplet import TrainConfig
 
-    p = sub.add_parser("train", help="triplet-train a backbone shared by sketch and photo (teacher, baselines)",
-                       description="Triplet training with AdamW + warm-up/cosine, validation held out of train by "
-                                   "photo, best/last checkpoints and exact --resume. The run folder gets "
-                                   "config.yaml, command.txt, metrics.jsonl, best.pt, last.pt and test.json.")
-    p.add_argument("--config", help="YAML file of TrainConfig fields (command-line flags override it)")
+    p = sub.add_parser(name, help=help_text, description=description)
+    p.add_argument("--config", help=f"YAML file of {config_cls.__name__} fields (command-line flags override it)")
     p.add_argument("--out", type=Path, help="run folder (required unless --resume)")
     p.add_argument("--resume", type=Path, metavar="RUN_DIR", help="continue the run in RUN_DIR where it stopped")
-    add_dataclass_args(p, TrainConfig)
+    add_dataclass_args(p, config_cls)
 
     def run(a: argparse.Namespace) -> None:
         from .config import from_sources
-        from .train.triplet import train
 
         if a.resume:
-            cfg = from_sources(TrainConfig, a.resume / "config.yaml")
+            cfg = from_sources(config_cls, a.resume / "config.yaml")
             out = a.resume
         elif a.out:
-            cfg, out = from_sources(TrainConfig, a.config, a), a.out
+            cfg, out = from_sources(config_cls, a.config, a), a.out
         else:
             raise SketchdownError("pass --out RUN_DIR for a new run, or --resume RUN_DIR")
-        result = train(cfg, out, resume=bool(a.resume))
+        result = train_fn(cfg, out, resume=bool(a.resume))
         best = result["best"]
         print(f"best epoch {best['epoch'] + 1}: val acc@1 {best['val_acc1']:.2f}; checkpoint {out / 'best.pt'}")
         for m in result["test"]:
@@ -164,6 +166,37 @@ def add_train(sub: argparse._SubParsersAction) -> None:
                   f"acc@10 {m['acc10']:.2f}")
 
     p.set_defaults(run=run)
+
+
+def add_train(sub: argparse._SubParsersAction) -> None:
+    from .train.triplet import TrainConfig, train
+
+    _add_run_command(sub, "train", TrainConfig, train,
+                     "triplet-train a backbone shared by sketch and photo (teacher, baselines)",
+                     "Triplet training with AdamW + warm-up/cosine, validation held out of train by photo, "
+                     "best/last checkpoints and exact --resume. The run folder gets config.yaml, command.txt, "
+                     "metrics.jsonl, best.pt, last.pt and test.json. With --freeze-blocks K --cache-views V the "
+                     "frozen blocks run once per view and only the rest trains.")
+
+
+def add_ensemble(sub: argparse._SubParsersAction) -> None:
+    from .train.ensemble import EnsembleConfig, build_ensemble
+
+    _add_run_command(sub, "ensemble", EnsembleConfig, build_ensemble,
+                     "combine trained runs into one model (a teacher candidate) and score it",
+                     "Concatenates the members' unit embeddings (ranking by their mean cosine similarity), writes "
+                     "one self-contained checkpoint, and evaluates it on the first member's validation and test "
+                     "splits. The folder works as --teacher for distill.")
+
+
+def add_distill(sub: argparse._SubParsersAction) -> None:
+    from .train.distill import DistillConfig, distill
+
+    _add_run_command(sub, "distill", DistillConfig, distill,
+                     "SketchyNetV1: distil a teacher into an efficient student over several canvases",
+                     "Cross-modal relational distillation: lambda * triplet + (1 - lambda) * Huber on sketch-photo "
+                     "and photo-photo distances (teacher vs student), averaged over the sketch canvases. Needs "
+                     "--teacher RUN_DIR and cached trunk views (--freeze-blocks K --cache-views V).")
 
 
 def add_weights(sub: argparse._SubParsersAction) -> None:
@@ -193,7 +226,164 @@ def add_backbones(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(run=run)
 
 
-COMMANDS = (add_train, add_evaluate, add_flops, add_render, add_weights, add_backbones)
+def add_index(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("index", help="encode a photo catalogue into a searchable index file",
+                       description="Encode every image under PHOTOS_DIR (recursively) and write one index file: "
+                                   "the vectors, the photo paths, the model's identity and a faiss index (exact "
+                                   "inner product, or HNSW for large catalogues). Safe to re-run: unchanged photos "
+                                   "are reused from OUT and from an interrupted run's OUT.partial/, and OUT is "
+                                   "replaced only when the new index is complete.")
+    p.add_argument("photos", type=Path, metavar="PHOTOS_DIR")
+    p.add_argument("-o", "--out", type=Path, required=True, help="index file to write (e.g. catalogue.idx)")
+    p.add_argument("--model", default="mobilenet_v2", help="run folder, checkpoint, or backbone name (zero-shot); "
+                                                           "default mobilenet_v2")
+    p.add_argument("--canvas", type=int, help="sketch canvas recorded for searches (default: the model's, else 256)")
+    p.add_argument("--photo-size", type=int, help="photo side in pixels (default: the model's, else 256)")
+    p.add_argument("--selector", help="trained canvas selector recorded for searches (SketchyNetV2)")
+    p.add_argument("--kind", choices=("auto", "exact", "hnsw"), default="auto",
+                   help="faiss index: exact inner product, HNSW, or auto (HNSW above 10,000 photos)")
+    p.add_argument("--batch-size", type=int, default=32)
+    p.add_argument("--skip-bad", action="store_true", help="leave out photos that do not decode instead of stopping")
+
+    def run(a: argparse.Namespace) -> None:
+        from .retrieval import load
+        from .retrieval.index import build_file
+
+        model = load(a.model, canvas=a.canvas, photo_size=a.photo_size, selector=a.selector)
+        index = build_file(model, a.photos, a.out, kind=a.kind, batch_size=a.batch_size, skip_bad=a.skip_bad,
+                           progress=True)
+        for path in index.skipped:
+            print(f"skipped (does not decode): {path}", file=sys.stderr)
+        print(f"{a.out}: {len(index)} photos ({index.reused} reused, {len(index) - index.reused} encoded), "
+              f"{index.kind} search, model {model.source} ({model.identity[:12]})")
+
+    p.set_defaults(run=run)
+
+
+def add_search(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("search", help="rank a catalogue's photos for a sketch",
+                       description="Encode SKETCH (PNG/JPG, SVG, stroke JSON, or one sketch of a SketchX pickle / "
+                                   ".npz with --key) with the model the index was built with and print the top k: "
+                                   "rank, cosine score, photo path.")
+    p.add_argument("index", type=Path, metavar="INDEX")
+    p.add_argument("sketch", type=Path, metavar="SKETCH")
+    p.add_argument("-k", type=int, default=10, help="how many photos (default 10)")
+    p.add_argument("--model", help="the model to search with (default: the one the index records); must be the "
+                                   "model the index was built with")
+    p.add_argument("--canvas", type=int, help="sketch canvas (default: the index's)")
+    p.add_argument("--selector", help="canvas selector to use (default: the index's, if it records one)")
+    p.add_argument("--engine", choices=("torch", "onnx"), default="torch", help="run the model on torch or onnxruntime")
+    p.add_argument("--onnx", type=Path, help="exported model for --engine onnx (default: export in memory)")
+    p.add_argument("--key", help="which sketch of a SketchX pickle or .npz (see `sketchdown render --help`)")
+    p.add_argument("--split", default="test", help="split of a sketch-rnn .npz (default test)")
+    p.add_argument("--json", action="store_true", help="print JSON for programs")
+
+    def run(a: argparse.Namespace) -> None:
+        from .data.io import read_sketch_item
+        from .retrieval import Index, load
+
+        index = Index.load(a.index)
+        info = index.model
+        if not (a.model or info["source"]):
+            raise SketchdownError(f"{a.index}: built with a model made in memory; pass --model")
+        recorded = info["selector"] if info["selector"] and Path(info["selector"]).is_file() else None
+        model = load(a.model or info["source"], canvas=a.canvas or info["canvas"], photo_size=info["photo_size"],
+                     selector=a.selector or recorded, engine=a.engine, onnx=a.onnx)
+        index.attach(model)
+        sketch = read_sketch_item(a.sketch, key=a.key, split=a.split)
+        hits = index.search(sketch, a.k)
+        if a.json:
+            print(json.dumps({"sketch": str(a.sketch), "index": str(a.index), "engine": a.engine,
+                              "canvas": model.canvas_for(sketch), "model": info["source"],
+                              "results": [{"rank": r, "score": h.score, "path": str(h.path)}
+                                          for r, h in enumerate(hits, 1)]}, indent=2))
+            return
+        for r, h in enumerate(hits, 1):
+            print(f"{r:>4}  {h.score:.4f}  {h.path}")
+
+    p.set_defaults(run=run)
+
+
+def add_export_onnx(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("export-onnx", help="export a model to ONNX and check it against torch",
+                       description="Write the embedding net as ONNX (input 'image' B x 3 x H x W RGB in [0, 1], "
+                                   "dynamic batch, height and width; output 'embedding' B x D unit vectors), then "
+                                   "run onnxruntime and torch on the same random inputs at several sizes and fail "
+                                   "if any output differs by more than the tolerance.")
+    p.add_argument("--model", default="mobilenet_v2", help="run folder, checkpoint, or backbone name (zero-shot)")
+    p.add_argument("-o", "--out", type=Path, required=True, help="ONNX file to write")
+    p.add_argument("--photo-size", type=int, help="photo side the model's indexes use (default: the model's)")
+    p.add_argument("--tolerance", type=float, default=None, help="max abs difference accepted (default 1e-4)")
+    p.add_argument("--json", action="store_true", help="print the check as JSON")
+
+    def run(a: argparse.Namespace) -> None:
+        from .retrieval import load
+        from .retrieval.index import write_atomic
+        from .retrieval.onnx import OPSET, TOLERANCE, export_onnx, verify_onnx
+
+        model = load(a.model, photo_size=a.photo_size)
+        tolerance = a.tolerance if a.tolerance is not None else TOLERANCE
+        data = export_onnx(model)
+        rows = verify_onnx(model, data, tolerance=tolerance)  # checked before writing: a failure leaves no file
+        write_atomic(a.out, lambda f: f.write(data))
+        if a.json:
+            print(json.dumps({"out": str(a.out), "identity": model.identity, "tolerance": tolerance,
+                              "checks": rows}, indent=2))
+            return
+        for r in rows:
+            print(f"batch {r['batch']} x {r['side']}x{r['side']}: max |onnxruntime - torch| {r['max_abs_diff']:.2e}")
+        print(f"{a.out}: ONNX opset {OPSET}, dynamic batch/height/width, within {tolerance:.0e} of torch")
+
+    p.set_defaults(run=run)
+
+
+def add_bench(sub: argparse._SubParsersAction) -> None:
+    from .retrieval.bench import add_arguments
+
+    p = sub.add_parser("bench", help="batch-1 query latency (torch vs onnxruntime) and search at catalogue scale",
+                       description="The retrieval latency benchmark (same as benchmarks/latency.py): sketch "
+                                   "encoding per model x engine, search over 115 / 5,000 / 100,000 photos, "
+                                   "end-to-end queries, and acc@1/@10 at 5,000 photos. Writes results/latency.*.")
+    add_arguments(p)
+
+    def run(a: argparse.Namespace) -> None:
+        from .retrieval.bench import main as bench_main
+
+        bench_main(a)
+
+    p.set_defaults(run=run)
+
+
+def add_select(sub: argparse._SubParsersAction) -> None:
+    from .config import add_dataclass_args
+    from .select.reinforce import SelectConfig
+
+    p = sub.add_parser("select", help="train SketchyNetV2's canvas selector for a frozen student (REINFORCE)",
+                       description="Precompute the student's retrieval at every canvas for the train, validation "
+                                   "and test sketches (cached in --banks), train the policy with REINFORCE on "
+                                   "train, keep the epoch with the best validation reward, then test once. The run "
+                                   "folder gets config.yaml, command.txt, metrics.jsonl, best.pt (the policy) and "
+                                   "test.json (beside every fixed canvas, the oracle and a random policy).")
+    p.add_argument("--config", help="YAML file of SelectConfig fields (command-line flags override it)")
+    p.add_argument("--out", type=Path, required=True, help="run folder")
+    p.add_argument("--banks", type=Path, help="folder caching the student's banks (default OUT/banks)")
+    add_dataclass_args(p, SelectConfig)
+
+    def run(a: argparse.Namespace) -> None:
+        from .config import from_sources
+        from .select.runner import select
+
+        test = select(from_sources(SelectConfig, a.config, a), a.out, a.banks)["test"]
+        pol, full = test["policy"], test["fixed"][max(test["fixed"])]
+        print(f"test {test['set']}: acc@1 {pol['acc1']:.2f} at {pol['gflops']:.3f} GFLOPs/sketch "
+              f"(largest canvas: {full['acc1']:.2f} at {full['gflops']:.3f}; oracle: {test['oracle']['acc1']:.2f} "
+              f"at {test['oracle']['gflops']:.3f}); policy {a.out / 'best.pt'}")
+
+    p.set_defaults(run=run)
+
+
+COMMANDS = (add_train, add_ensemble, add_distill, add_select, add_evaluate, add_flops, add_render, add_weights,
+            add_backbones, add_index, add_search, add_export_onnx, add_bench)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -86,13 +86,17 @@ def _open_image(path: str | Path) -> Image.Image:
     try:
         with Image.open(p) as img:
             img.load()
-            img = ImageOps.exif_transpose(img)
-            if img.mode in ("RGBA", "LA", "PA") or "transparency" in img.info:
-                rgba = img.convert("RGBA")
-                return Image.alpha_composite(Image.new("RGBA", rgba.size, "white"), rgba).convert("RGB")
-            return img.convert("RGB")
+            return on_white(ImageOps.exif_transpose(img))
     except (OSError, SyntaxError, ValueError, EOFError, Image.DecompressionBombError) as err:
         raise InputError(p, f"cannot decode the image ({err})") from err
+
+
+def on_white(img: Image.Image) -> Image.Image:
+    """RGB with any transparency composited on white paper, so transparent ink-only sketches keep dark ink."""
+    if img.mode in ("RGBA", "LA", "PA") or "transparency" in img.info:
+        rgba = img.convert("RGBA")
+        return Image.alpha_composite(Image.new("RGBA", rgba.size, "white"), rgba).convert("RGB")
+    return img.convert("RGB")
 
 
 def read_image(path: str | Path) -> Image.Image:

@@ -1,0 +1,231 @@
+"""The retriever's model: one embedding net for photos and sketches, the canvas each sketch is drawn at, an engine.
+
+Photos and sketches go through the same network (the Siamese teacher and its distilled student alike); only the
+input differs: photos at ``photo_size``, sketches at a fixed canvas or one a selector picks per sketch
+(SketchyNetV2). A sketch may arrive as a file, a PIL image, an array or strokes; ``as_sketch`` turns each into the
+one ``Sketch`` type so everything after it is shared.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Callable, Sequence
+from dataclasses import asdict
+from pathlib import Path
+from typing import Protocol, Union
+
+import numpy as np
+import torch
+from PIL import Image
+
+from ..data import io
+from ..data.datasets import PHOTO_SIZE, load_photo
+from ..data.render import REFERENCE_CANVAS, to_canvas, to_tensor
+from ..data.sketch import Sketch
+from ..data.transforms import photo_to_tensor
+from ..errors import InputError, SketchdownError
+from ..models.embed import EmbeddingNet, create_model, load_model, read_checkpoint
+from ..models.registry import list_backbones
+
+SketchLike = Union[str, Path, Sketch, Image.Image, np.ndarray, list, tuple, dict]
+ENGINES = ("torch", "onnx")
+
+
+class CanvasSelector(Protocol):
+    """Picks the canvas for one sketch (SketchyNetV2's policy); it sees every sketch, raster ones too.
+
+    Its time is part of every query it serves. An optional ``source`` attribute (the file it was loaded from) is
+    recorded in an index, so ``sketchdown search`` can use the same selector again.
+    """
+
+    def choose(self, sketch: Sketch) -> int: ...
+
+
+class Engine(Protocol):
+    """Runs the embedding net: float32 B x 3 x H x W in [0, 1] -> B x D unit vectors."""
+
+    name: str
+
+    def __call__(self, images: np.ndarray) -> np.ndarray: ...
+
+
+class TorchEngine:
+    """Eager PyTorch on the CPU."""
+
+    name = "torch"
+
+    def __init__(self, model: EmbeddingNet) -> None:
+        self.model = model.eval()
+
+    @torch.inference_mode()
+    def __call__(self, images: np.ndarray) -> np.ndarray:
+        return self.model(torch.from_numpy(images)).numpy()
+
+
+def as_sketch(sketch: SketchLike) -> Sketch:
+    """Any supported sketch input as a ``Sketch``.
+
+    A path (PNG/JPG/SVG/stroke JSON), a ``Sketch``, a PIL image, a uint8 array (H x W grey or H x W x 3/4 colour),
+    a float (N, 3) array of SketchX points (x, y, 1 where a stroke ends), or strokes (a list of [[x, y], ...]
+    lists or (n, 2) arrays, or the stroke-JSON object).
+    """
+    if isinstance(sketch, Sketch):
+        return sketch
+    if isinstance(sketch, (str, Path)):
+        return io.read_sketch(sketch)
+    if isinstance(sketch, Image.Image):
+        return Sketch(raster=np.asarray(io.on_white(sketch).convert("L")), source="<PIL image>")
+    if isinstance(sketch, np.ndarray):
+        return _array_sketch(sketch)
+    if isinstance(sketch, (list, tuple, dict)):
+        return io.read_stroke_json(list(sketch) if isinstance(sketch, tuple) else sketch)
+    raise InputError(None, f"cannot use a {type(sketch).__name__} as a sketch; give a file path, a Sketch, "
+                           "a PIL image, an array or a list of strokes")
+
+
+def _array_sketch(a: np.ndarray) -> Sketch:
+    if a.dtype.kind == "f" and a.ndim == 2 and a.shape[1] == 3:
+        return Sketch.from_points(a, source="<array>")
+    if a.dtype == np.uint8 and a.ndim == 3 and a.shape[2] in (3, 4):
+        return as_sketch(Image.fromarray(a))
+    if a.dtype == np.uint8 and a.ndim == 2:
+        return Sketch(raster=a, source="<array>")
+    raise InputError("<array>", f"a {a.dtype} array of shape {a.shape} is not a sketch; expected uint8 H x W "
+                                "(grey) or H x W x 3/4 (colour), or float (N, 3) SketchX points")
+
+
+def model_identity(model: EmbeddingNet, photo_size: int) -> str:
+    """sha256 of everything that fixes the photo vectors: config, every weight and buffer, and the photo size."""
+    h = hashlib.sha256(json.dumps({"config": asdict(model.config), "photo_size": photo_size}, sort_keys=True).encode())
+    for name, t in sorted(model.state_dict().items()):
+        h.update(f"{name}:{t.dtype}:{tuple(t.shape)}".encode())
+        h.update(t.detach().cpu().contiguous().reshape(-1).view(torch.uint8).numpy().tobytes())
+    return h.hexdigest()
+
+
+def selector_source(selector: CanvasSelector | None) -> str | None:
+    """How an index names a selector: its ``source`` file if it has one, else its type."""
+    if selector is None:
+        return None
+    return str(getattr(selector, "source", None) or type(selector).__name__)
+
+
+class SketchEncoder:
+    """A model ready to retrieve: encodes photos for the index and sketches for queries, on one engine."""
+
+    def __init__(self, model: EmbeddingNet, canvas: int = REFERENCE_CANVAS, photo_size: int = PHOTO_SIZE,
+                 selector: CanvasSelector | None = None, source: str | None = None,
+                 engine: Engine | None = None) -> None:
+        if canvas < 1 or photo_size < 1:
+            raise SketchdownError(f"canvas and photo size must be positive, got {canvas} and {photo_size}")
+        self.model = model.eval()
+        self.canvas, self.photo_size, self.selector = canvas, photo_size, selector
+        self.source = source  # what `load` can rebuild it from; None for a model made in memory
+        self.engine: Engine = engine or TorchEngine(self.model)
+        self._identity: str | None = None
+
+    @property
+    def identity(self) -> str:
+        if self._identity is None:
+            self._identity = model_identity(self.model, self.photo_size)
+        return self._identity
+
+    @property
+    def dim(self) -> int:
+        return self.model.dim
+
+    def describe(self) -> dict:
+        """What an index records about the model that filled it."""
+        return {"identity": self.identity, "source": self.source, "backbone": self.model.config.backbone,
+                "dim": self.dim, "photo_size": self.photo_size, "canvas": self.canvas,
+                "selector": selector_source(self.selector)}
+
+    def with_engine(self, engine: str, onnx: str | Path | bytes | None = None,
+                    threads: int | None = None) -> "SketchEncoder":
+        """The same retriever on another engine. ``onnx``: an exported file (checked to be this model's);
+        without one the model is exported in memory."""
+        if engine not in ENGINES:
+            raise SketchdownError(f"unknown engine {engine!r}; choose one of {', '.join(ENGINES)}")
+        if engine == "torch":
+            runner: Engine = TorchEngine(self.model)
+        else:
+            from .onnx import OnnxEngine, export_onnx
+
+            runner = OnnxEngine(onnx if onnx is not None else export_onnx(self), threads)
+            if runner.identity != self.identity:
+                raise SketchdownError(f"{onnx}: exported from another model (identity {runner.identity[:12]}, "
+                                      f"this model {self.identity[:12]}); export it again with export-onnx")
+        out = SketchEncoder(self.model, self.canvas, self.photo_size, self.selector, self.source, runner)
+        out._identity = self._identity
+        return out
+
+    def canvas_for(self, sketch: Sketch) -> int:
+        return int(self.selector.choose(sketch)) if self.selector is not None else self.canvas
+
+    def encode_sketch(self, sketch: SketchLike) -> np.ndarray:
+        """One sketch -> its D unit vector: read, drawn at its canvas, embedded."""
+        s = as_sketch(sketch)
+        image = to_tensor(to_canvas(s, self.canvas_for(s)))[None].numpy()
+        return self.engine(image)[0]
+
+    def encode_photos(self, paths: Sequence[str | Path], batch_size: int = 32, skip_bad: bool = False,
+                      on_batch: Callable[[int], None] | None = None) -> tuple[np.ndarray, list[Path]]:
+        """Embeddings of the photos that decode (N x D float32), and the paths skipped as unreadable.
+
+        Without ``skip_bad`` an unreadable photo raises its ``InputError``; ``on_batch(n)`` reports progress.
+        """
+        vectors, skipped = [], []
+        for start in range(0, len(paths), batch_size):
+            batch = []
+            for p in paths[start:start + batch_size]:
+                try:
+                    batch.append(photo_to_tensor(load_photo(Path(p), self.photo_size)).numpy())
+                except InputError:
+                    if not skip_bad:
+                        raise
+                    skipped.append(Path(p))
+            if batch:
+                vectors.append(self.engine(np.stack(batch)))
+            if on_batch is not None:
+                on_batch(len(paths[start:start + batch_size]))
+        out = np.concatenate(vectors) if vectors else np.zeros((0, self.dim), np.float32)
+        return np.ascontiguousarray(out, dtype=np.float32), skipped
+
+
+def load_selector(path: str | Path) -> CanvasSelector:
+    """A trained canvas selector (SketchyNetV2's policy) from its checkpoint or run folder (its best.pt)."""
+    from ..select.policy import load_policy
+
+    p = Path(path) / "best.pt" if Path(path).is_dir() else Path(path)
+    selector = load_policy(p)
+    selector.source = str(p.resolve())
+    return selector
+
+
+def load(model: str | Path, canvas: int | None = None, photo_size: int | None = None,
+         selector: CanvasSelector | str | Path | None = None, engine: str = "torch",
+         onnx: str | Path | None = None) -> SketchEncoder:
+    """A retriever from a run folder (its best.pt), a checkpoint file, or a registered backbone name (zero-shot
+    ImageNet weights). Canvas and photo size default to the ones the run trained and evaluated with, else 256.
+    ``selector``: a canvas selector or the path of a trained one; ``onnx``: an exported model file to run on
+    (implies ``engine="onnx"``)."""
+    path = Path(model)
+    if path.is_dir():
+        path = path / "best.pt"
+        if not path.is_file():
+            raise InputError(model, "is a folder without best.pt; give a training run folder or a checkpoint file")
+    if path.is_file():
+        trained = read_checkpoint(path).get("config") or {}
+        net, source = load_model(path), str(path.resolve())
+        canvas = canvas or trained.get("eval_canvas") or REFERENCE_CANVAS
+        photo_size = photo_size or trained.get("photo_size") or PHOTO_SIZE
+    elif str(model) in list_backbones():
+        net, source = create_model(str(model)), str(model)
+    else:
+        raise InputError(model, "not a run folder, a checkpoint file, or a registered backbone "
+                                f"({', '.join(list_backbones())})")
+    if isinstance(selector, (str, Path)):
+        selector = load_selector(selector)
+    encoder = SketchEncoder(net, canvas or REFERENCE_CANVAS, photo_size or PHOTO_SIZE, selector, source)
+    return encoder if engine == "torch" and onnx is None else encoder.with_engine("onnx" if onnx else engine, onnx)

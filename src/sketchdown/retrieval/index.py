@@ -1,0 +1,294 @@
+"""A searchable photo catalogue: a unit vector per photo, the identity of the model that made them, a faiss index.
+
+Exact inner-product search (``IndexFlatIP``) by default. Past ``HNSW_THRESHOLD`` photos (or on request) an HNSW
+graph answers instead, and ``recall_at_k`` measures what it misses against exact search. The file is one NumPy
+.npz archive (no pickles) written atomically; it records the model's identity, so searching with another model is
+refused instead of returning wrong neighbours.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import time
+import zipfile
+from collections.abc import Callable, Iterable, Sequence
+from pathlib import Path
+from typing import BinaryIO, NamedTuple
+
+import faiss
+import numpy as np
+from tqdm import tqdm
+
+from ..data.io import RASTER_SUFFIXES
+from ..errors import InputError, SketchdownError
+from .encoder import SketchEncoder, SketchLike, load
+
+FORMAT, VERSION = "sketchdown-index", 1
+KINDS = ("auto", "exact", "hnsw")
+# Photos. Exact search reads every vector for every query; past about 10,000 x 1280 floats (48 MB, this CPU's L3
+# cache) each query streams the catalogue from memory, and HNSW answers in a fraction of the time.
+HNSW_THRESHOLD = 10_000
+HNSW_M, HNSW_EF_CONSTRUCTION, HNSW_EF_SEARCH = 32, 80, 128
+CHECKPOINT_EVERY = 512  # photos encoded between two progress files of an interrupted build
+
+
+class Hit(NamedTuple):
+    """One search result: the photo and its cosine similarity to the sketch."""
+
+    path: Path
+    score: float
+
+
+class ModelMismatchError(SketchdownError):
+    """The index's vectors come from another model than the one asked to search it."""
+
+
+def list_photos(folder: str | Path) -> list[Path]:
+    """The images under ``folder`` (recursively), in a stable order."""
+    root = Path(folder)
+    if not root.is_dir():
+        raise InputError(root, "no such photo folder")
+    photos = sorted(p for p in root.rglob("*") if p.suffix.lower() in RASTER_SUFFIXES and p.is_file())
+    if not photos:
+        raise InputError(root, f"holds no photos ({', '.join(sorted(RASTER_SUFFIXES))})")
+    return photos
+
+
+def recall_at_k(approx_ids: np.ndarray, exact_ids: np.ndarray, k: int = 10) -> float:
+    """Share of the exact top-k that the approximate top-k also returns, averaged over queries."""
+    hits = [len(set(a[:k]) & set(e[:k])) / k for a, e in zip(np.asarray(approx_ids), np.asarray(exact_ids))]
+    return float(np.mean(hits))
+
+
+def write_atomic(path: str | Path, write: Callable[[BinaryIO], None]) -> None:
+    """Write through a temporary file in the same folder, then rename: readers never see half a file."""
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with open(tmp, "wb") as f:
+            write(f)
+        os.replace(tmp, path)
+    except OSError as err:
+        raise InputError(path, f"cannot write it: {err.strerror or err}") from err
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def _stamp(path: Path) -> tuple[int, int]:
+    """Size and modification time: a photo with the same stamp need not be encoded again."""
+    st = path.stat()
+    return st.st_size, st.st_mtime_ns
+
+
+def _faiss_index(vectors: np.ndarray, kind: str) -> faiss.Index:
+    d = vectors.shape[1]
+    if kind == "exact":
+        index = faiss.IndexFlatIP(d)
+    else:
+        index = faiss.IndexHNSWFlat(d, HNSW_M, faiss.METRIC_INNER_PRODUCT)
+        index.hnsw.efConstruction = HNSW_EF_CONSTRUCTION
+        index.hnsw.efSearch = HNSW_EF_SEARCH
+    index.add(vectors)
+    return index
+
+
+class Index:
+    """Photo vectors, faiss search, and the model they came from; made by ``Index.build``, reopened by ``load``."""
+
+    def __init__(self, root: Path, paths: list[str], vectors: np.ndarray, stamps: np.ndarray, model: dict,
+                 kind: str = "exact", skipped: Sequence[str] = (), graph: faiss.Index | None = None,
+                 origin: str = "<index>") -> None:
+        if kind not in ("exact", "hnsw"):
+            raise SketchdownError(f"unknown index kind {kind!r}; choose exact or hnsw")
+        self.root, self.paths, self.model, self.kind = Path(root), list(paths), model, kind
+        self.vectors = np.ascontiguousarray(vectors, dtype=np.float32)
+        self.stamps = np.asarray(stamps, dtype=np.int64).reshape(-1, 2)
+        self.skipped, self.origin = list(skipped), origin
+        self.encoder: SketchEncoder | None = None
+        self.reused = 0  # vectors taken over from earlier indexes by `build`
+        self._faiss = graph if graph is not None else _faiss_index(self.vectors, kind)
+
+    def __len__(self) -> int:
+        return len(self.paths)
+
+    def photo(self, i: int) -> Path:
+        return self.root / self.paths[i]
+
+    # ------------------------------------------------------------------------------------------- build
+
+    @classmethod
+    def build(cls, model: SketchEncoder | str | Path, photos: str | Path | Sequence[str | Path],
+              kind: str = "auto", batch_size: int = 32, skip_bad: bool = False, progress: bool = False,
+              reuse: Iterable["Index"] = (), checkpoint: str | Path | None = None) -> "Index":
+        """Encode every photo of a folder (recursively) or a list; ``kind`` auto = exact up to HNSW_THRESHOLD.
+
+        ``reuse``: earlier indexes of the same model whose vectors stand for unchanged photos (same path, size and
+        modification time). ``checkpoint``: a folder that gets a small index file every CHECKPOINT_EVERY photos,
+        for resuming an interrupted build through ``reuse``.
+        """
+        if kind not in KINDS:
+            raise SketchdownError(f"unknown index kind {kind!r}; choose one of {', '.join(KINDS)}")
+        encoder = model if isinstance(model, SketchEncoder) else load(model)
+        if isinstance(photos, (str, Path)):
+            root, files = Path(photos).resolve(), [p.resolve() for p in list_photos(photos)]
+        else:
+            files = [Path(p).resolve() for p in photos]
+            if not files:
+                raise InputError(None, "no photos given")
+            root = Path(os.path.commonpath([p.parent for p in files]))
+        stamps = []
+        for p in files:
+            if not p.is_file():
+                raise InputError(p, "no such photo")
+            stamps.append(_stamp(p))
+        known = {str(ix.photo(i).resolve()): (tuple(ix.stamps[i]), ix.vectors[i])
+                 for ix in reuse if ix.model["identity"] == encoder.identity for i in range(len(ix))}
+        vectors: dict[int, np.ndarray] = {}
+        for i, (p, st) in enumerate(zip(files, stamps)):
+            if str(p) in known and known[str(p)][0] == st:
+                vectors[i] = known[str(p)][1]
+        todo = [i for i in range(len(files)) if i not in vectors]
+        skipped: list[Path] = []
+        bar = tqdm(total=len(todo), desc="photos", unit="photo", disable=None if progress else True)
+        with bar:
+            for start in range(0, len(todo), CHECKPOINT_EVERY):
+                chunk = todo[start:start + CHECKPOINT_EVERY]
+                paths = [files[i] for i in chunk]
+                out, bad = encoder.encode_photos(paths, batch_size, skip_bad, bar.update)
+                unreadable = set(bad)
+                good = [i for i in chunk if files[i] not in unreadable]
+                vectors.update(zip(good, out))
+                skipped += bad
+                if checkpoint is not None and good:
+                    part = cls._assemble(encoder, root, files, stamps, {i: vectors[i] for i in good}, "exact")
+                    part.save(Path(checkpoint) / f"{time.time_ns()}.idx")
+        if not vectors:
+            raise InputError(root, "none of the photos could be read")
+        index = cls._assemble(encoder, root, files, stamps, vectors, kind, [str(p) for p in skipped])
+        index.reused = len(files) - len(todo)
+        return index
+
+    @classmethod
+    def _assemble(cls, encoder: SketchEncoder, root: Path, files: list[Path], stamps: list[tuple[int, int]],
+                  vectors: dict[int, np.ndarray], kind: str, skipped: Sequence[str] = ()) -> "Index":
+        order = sorted(vectors)
+        if kind == "auto":
+            kind = "hnsw" if len(order) > HNSW_THRESHOLD else "exact"
+        index = cls(root, [files[i].relative_to(root).as_posix() for i in order],
+                    np.stack([vectors[i] for i in order]), np.array([stamps[i] for i in order]),
+                    encoder.describe(), kind, skipped)
+        index.encoder = encoder
+        return index
+
+    # ------------------------------------------------------------------------------------------- file
+
+    def save(self, path: str | Path) -> None:
+        """Write the index atomically: vectors, stamps, the HNSW graph if any, and JSON metadata."""
+        meta = {"format": FORMAT, "version": VERSION, "root": str(self.root), "paths": self.paths,
+                "kind": self.kind, "model": self.model, "skipped": self.skipped}
+        arrays = {"vectors": self.vectors, "stamps": self.stamps,
+                  "meta": np.frombuffer(json.dumps(meta).encode(), np.uint8)}
+        if self.kind == "hnsw":
+            arrays["graph"] = faiss.serialize_index(self._faiss)
+        write_atomic(path, lambda f: np.savez(f, **arrays))
+
+    @classmethod
+    def load(cls, path: str | Path, model: SketchEncoder | str | Path | None = None) -> "Index":
+        """Open an index file. ``model``: the retriever to search with (checked against the index); without it
+        the model the index records is loaded at the first sketch search."""
+        p = Path(path)
+        if not p.is_file():
+            raise InputError(p, "no such index file (build one with `sketchdown index PHOTOS_DIR -o FILE`)")
+        try:
+            with np.load(p, allow_pickle=False) as z:
+                meta = json.loads(z["meta"].tobytes())
+                vectors, stamps = z["vectors"], z["stamps"]
+                graph = faiss.deserialize_index(z["graph"]) if meta.get("kind") == "hnsw" else None
+        except (OSError, ValueError, KeyError, TypeError, AttributeError, RuntimeError, EOFError,
+                zipfile.BadZipFile) as err:
+            raise InputError(p, f"not a readable sketchdown index ({type(err).__name__}: {err})") from None
+        if not isinstance(meta, dict) or meta.get("format") != FORMAT:
+            raise InputError(p, "not a sketchdown index")
+        if meta.get("version") != VERSION:
+            raise InputError(p, f"index format version {meta.get('version')}, this sketchdown reads {VERSION}; "
+                                "build it again")
+        if vectors.ndim != 2 or not len(meta["paths"]) == len(vectors) == len(stamps) or \
+                vectors.shape[1] != meta["model"]["dim"] or (graph is not None and graph.ntotal != len(vectors)):
+            raise InputError(p, "the index is inconsistent (paths, vectors and graph disagree); build it again")
+        index = cls(Path(meta["root"]), meta["paths"], vectors, stamps, meta["model"], meta["kind"],
+                    meta.get("skipped", ()), graph, str(p))
+        return index.attach(model) if model is not None else index
+
+    # ------------------------------------------------------------------------------------------- search
+
+    def attach(self, model: SketchEncoder | str | Path) -> "Index":
+        """Search with ``model`` from now on; refused unless it is the model that made the vectors.
+
+        A name or path is loaded at the index's photo size and canvas.
+        """
+        if not isinstance(model, SketchEncoder):
+            model = load(model, canvas=self.model["canvas"], photo_size=self.model["photo_size"])
+        if model.identity != self.model["identity"]:
+            m = self.model
+            raise ModelMismatchError(
+                f"{self.origin}: built with model {m['identity'][:12]} ({m['source'] or 'made in memory'}, "
+                f"photo size {m['photo_size']}), but asked to search with model {model.identity[:12]} "
+                f"({model.source or 'made in memory'}, photo size {model.photo_size}); search with the model it "
+                "was built with, or index the photos again with this one")
+        self.encoder = model
+        return self
+
+    def search(self, sketch: SketchLike, k: int = 10) -> list[Hit]:
+        """The ``k`` photos most similar to ``sketch`` (a path, PIL image, array, strokes or Sketch), best first."""
+        if self.encoder is None:
+            if not self.model["source"]:
+                raise SketchdownError(f"{self.origin}: built with a model made in memory; "
+                                      "pass it: Index.load(path, model=...)")
+            self.attach(self.model["source"])
+        scores, ids = self.search_vectors(self.encoder.encode_sketch(sketch), k)
+        return [Hit(self.photo(int(i)), float(s)) for s, i in zip(scores[0], ids[0]) if i >= 0]
+
+    def search_vectors(self, queries: np.ndarray, k: int = 10) -> tuple[np.ndarray, np.ndarray]:
+        """faiss search for query vectors (D or Q x D): scores and photo indices, Q x min(k, len)."""
+        q = np.ascontiguousarray(np.atleast_2d(queries), dtype=np.float32)
+        if q.shape[1] != self.vectors.shape[1]:
+            raise SketchdownError(f"query vectors have {q.shape[1]} dimensions, the index {self.vectors.shape[1]}")
+        if k < 1:
+            raise SketchdownError(f"k must be at least 1, got {k}")
+        k = min(k, len(self))
+        if self.kind == "hnsw":
+            self._faiss.hnsw.efSearch = max(HNSW_EF_SEARCH, k)
+        return self._faiss.search(q, k)
+
+
+def _previous(path: Path) -> Index | None:
+    """The index at ``path`` when there is a readable one (to reuse vectors from), else None."""
+    try:
+        return Index.load(path) if path.is_file() else None
+    except InputError:
+        return None
+
+
+def build_file(model: SketchEncoder | str | Path, photos: str | Path | Sequence[str | Path], out: str | Path,
+               **build_kw) -> Index:
+    """Build or update the index file ``out``, safe to interrupt and re-run.
+
+    Vectors of unchanged photos are reused from ``out`` and from the progress files an interrupted run left in
+    ``out.partial/``; ``out`` is replaced only once the new index is complete, then the progress files go.
+    """
+    out = Path(out)
+    if out.is_dir():
+        raise InputError(out, "is a folder; give the index file to write")
+    previous = _previous(out)
+    if out.exists() and previous is None:
+        raise InputError(out, "exists and is not a sketchdown index; refusing to overwrite it")
+    partial = out.with_name(out.name + ".partial")
+    earlier = [previous] + [_previous(p) for p in sorted(partial.glob("*.idx"))]
+    index = Index.build(model, photos, reuse=[ix for ix in earlier if ix is not None], checkpoint=partial,
+                        **build_kw)
+    index.save(out)
+    shutil.rmtree(partial, ignore_errors=True)
+    return index

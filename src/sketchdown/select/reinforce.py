@@ -1,0 +1,219 @@
+"""REINFORCE for a canvas policy on a bank, and the reference points a policy is judged against.
+
+Reward of picking canvas c for sketch s (method.md, "RL canvas selector"):
+    R = lambda_F * R_comp + (1 - lambda_F) * R_acc
+    R_acc = 1 / rank(true photo | s at c) - lambda_tri * L_triplet(s at c)
+    R_comp = -(GFLOPs(c) - min GFLOPs) / (max GFLOPs - min GFLOPs)
+The student is frozen, so the table R[s, c] is read from the bank; training never runs the student. The
+gradient is -log pi(c|s) * (R - b) with b a leave-one-out batch mean or a moving average, plus an optional
+entropy bonus. Model selection uses the greedy policy's mean reward on the validation bank.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import torch
+
+from ..data.render import CANVASES, DEFAULT_RASTER_METHOD, RASTER_METHODS
+from ..eval.metrics import metrics_from_ranks
+from .bank import Bank
+from .policy import POLICIES, CanvasPolicy, PolicyConfig
+
+BASELINES = ("batch", "ema")
+
+
+@dataclass(frozen=True)
+class SelectConfig:
+    """Everything a selector run depends on; written to the run folder as config.yaml."""
+
+    student: str = field(default="mobilenet_v2", metadata={"help": "the frozen student: a checkpoint, a run folder "
+                                                                  "(its best.pt) or a backbone name (zero-shot)"})
+    set: str = field(default="shoes-v1", metadata={"help": "set whose train split trains and test split tests"})
+    data: str | None = field(default=None, metadata={"help": "data root (default ../shared/data)"})
+    policy: str = field(default="raster", metadata={"help": f"policy input: {', '.join(POLICIES)}"})
+    lambda_flops: float = field(default=0.5, metadata={"help": "lambda_F: weight of cost against accuracy"})
+    lambda_triplet: float = field(default=0.0, metadata={"help": "weight of the triplet loss in R_acc"})
+    baseline: str = field(default="batch", metadata={"help": "reward baseline: batch (leave-one-out mean) or ema"})
+    ema_decay: float = field(default=0.9, metadata={"help": "moving-average decay of the ema baseline"})
+    entropy: float = field(default=0.01, metadata={"help": "entropy bonus weight"})
+    epochs: int = field(default=200, metadata={"help": "passes over the training bank"})
+    batch_size: int = field(default=64, metadata={"help": "sketches per policy-gradient step"})
+    lr: float = field(default=3e-3, metadata={"help": "AdamW learning rate"})
+    weight_decay: float = field(default=1e-4, metadata={"help": "AdamW weight decay"})
+    canvases: tuple[int, ...] = field(default=CANVASES, metadata={"help": "the canvases to choose from"})
+    channels: tuple[int, ...] = field(default=(8, 16, 32), metadata={"help": "raster policy conv widths"})
+    hidden: int = field(default=128, metadata={"help": "vector policy GRU width"})
+    rdp_epsilon: float = field(default=0.01, metadata={"help": "RDP tolerance, share of the sketch's longer side"})
+    max_points: int = field(default=128, metadata={"help": "cap on the simplified stroke sequence"})
+    val_fraction: float = field(default=0.15, metadata={"help": "photos held out of train (as the student's)"})
+    photo_size: int = field(default=256, metadata={"help": "photo side in pixels"})
+    raster_method: str = field(default=DEFAULT_RASTER_METHOD, metadata={"help": "raster sketch downscaling: "
+                                                                               + ", ".join(RASTER_METHODS)})
+    seed: int = field(default=0, metadata={"help": "seed for init and sampling"})
+    limit: int | None = field(default=None, metadata={"help": "only the first N sketches of each split (smoke runs)"})
+
+    def __post_init__(self) -> None:
+        if self.baseline not in BASELINES:
+            raise ValueError(f"baseline must be one of {BASELINES}")
+        if not 0.0 <= self.lambda_flops <= 1.0:
+            raise ValueError(f"lambda_flops must be in [0, 1], got {self.lambda_flops}")
+        self.policy_config()  # validates policy kind and canvases
+
+    def policy_config(self) -> PolicyConfig:
+        return PolicyConfig(kind=self.policy, canvases=tuple(self.canvases), raster_canvas=min(self.canvases),
+                            channels=tuple(self.channels), raster_method=self.raster_method, hidden=self.hidden,
+                            rdp_epsilon=self.rdp_epsilon, max_points=self.max_points)
+
+
+@dataclass(frozen=True)
+class Inputs:
+    """A bank as one policy reads it: the whole batch, and the policy's GFLOPs for each sketch."""
+
+    batch: tuple[torch.Tensor, ...]
+    gflops: torch.Tensor
+
+    def take(self, idx: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        return tuple(t[idx] for t in self.batch)
+
+
+def policy_inputs(policy: CanvasPolicy, bank: Bank) -> Inputs:
+    if tuple(bank.canvases) != tuple(policy.config.canvases):
+        raise ValueError(f"the bank has canvases {bank.canvases}, the policy chooses among {policy.config.canvases}")
+    feats = [policy.features(s) for s in bank.policy_sketches(policy.config.kind)]
+    return Inputs(policy.collate(feats), torch.tensor([policy.flops(f) / 1e9 for f in feats], dtype=torch.float64))
+
+
+def rewards(bank: Bank, lambda_flops: float, lambda_triplet: float = 0.0) -> torch.Tensor:
+    """The N x K reward table R[s, c]."""
+    g = bank.student_gflops.double()
+    comp = -(g - g.min()) / (g.max() - g.min())
+    acc = 1.0 / bank.ranks.double() - lambda_triplet * bank.triplet.double()
+    return lambda_flops * comp[None] + (1.0 - lambda_flops) * acc
+
+
+@torch.inference_mode()
+def greedy_actions(policy: CanvasPolicy, inputs: Inputs) -> torch.Tensor:
+    policy.eval()
+    return policy(*inputs.batch).argmax(1)
+
+
+def outcome(bank: Bank, actions: torch.Tensor, selector_gflops: torch.Tensor | float = 0.0) -> dict:
+    """acc@K and mean GFLOPs per sketch (student at the chosen canvas + the selector) of one canvas per sketch."""
+    ranks = bank.ranks.gather(1, actions[:, None])[:, 0]
+    out = metrics_from_ranks(ranks.numpy())
+    selector = float(torch.as_tensor(selector_gflops, dtype=torch.float64).mean())
+    out["gflops"] = float(bank.student_gflops.double()[actions].mean()) + selector
+    out["selector_gflops"] = selector
+    out["canvas_share"] = canvas_share(bank, actions)
+    return out
+
+
+def canvas_share(bank: Bank, actions: torch.Tensor) -> dict[int, float]:
+    counts = torch.bincount(actions, minlength=len(bank.canvases)).double() / len(actions)
+    return {c: float(p) for c, p in zip(bank.canvases, counts)}
+
+
+def fixed(bank: Bank, canvas: int) -> dict:
+    """Every sketch at one canvas, no selector (SketchyNetV1 at that canvas)."""
+    return outcome(bank, torch.full((len(bank),), bank.canvases.index(canvas)))
+
+
+def oracle_actions(bank: Bank) -> torch.Tensor:
+    """Per sketch, the cheapest canvas whose rank of the true photo is as good as at the largest canvas."""
+    good = bank.ranks <= bank.ranks[:, -1:]
+    return good.long().argmax(1)  # first True; the last column is always True
+
+
+def oracle_acc1_at(bank: Bank, gflops: float) -> float:
+    """The best acc@1 any per-sketch choice reaches at a mean student cost of at most ``gflops``.
+
+    Exact: every retrieved sketch counts the same, so the sketches whose cheapest rank-1 canvas costs least over
+    the smallest canvas are taken first until the budget is spent.
+    """
+    g = bank.student_gflops.double()
+    extra = torch.where(bank.ranks == 1, g[None], torch.inf).amin(1) - g[0]
+    extra = extra[extra.isfinite()].sort().values
+    budget = (gflops - float(g[0])) * len(bank) + 1e-9
+    return 100.0 * int((extra.cumsum(0) <= budget).sum()) / len(bank)
+
+
+def mixture(bank: Bank, share: dict[int, float]) -> dict:
+    """Expected outcome of a random policy that picks canvas c with probability share[c], whatever the sketch."""
+    points = [fixed(bank, c) for c in bank.canvases]
+    p = [share.get(c, 0.0) for c in bank.canvases]
+    out = {k: sum(pk * m[k] for pk, m in zip(p, points)) for k in ("acc1", "acc5", "acc10", "mean_rank", "gflops")}
+    out.update(selector_gflops=0.0, queries=len(bank), canvas_share=dict(zip(bank.canvases, p)))
+    return out
+
+
+def train_policy(policy: CanvasPolicy, train: Bank, val: Bank, cfg: SelectConfig,
+                 log: Callable[[dict], None] | None = None) -> dict:
+    """REINFORCE on ``train``; keeps (and leaves loaded) the weights with the best greedy reward on ``val``.
+
+    Returns the best epoch's record; ``log`` is called with every epoch's record.
+    """
+    gen = torch.Generator().manual_seed(cfg.seed)
+    x_train, x_val = policy_inputs(policy, train), policy_inputs(policy, val)
+    r_train = rewards(train, cfg.lambda_flops, cfg.lambda_triplet).float()
+    r_val = rewards(val, cfg.lambda_flops, cfg.lambda_triplet)
+    opt = torch.optim.AdamW(policy.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    ema: float | None = None
+    best, best_state = None, None
+    for epoch in range(cfg.epochs):
+        policy.train()
+        totals = {"reward": 0.0, "entropy": 0.0}
+        order = torch.randperm(len(train), generator=gen)
+        for idx in order.split(cfg.batch_size):
+            logp = torch.log_softmax(policy(*x_train.take(idx)), dim=1)
+            probs = logp.exp()
+            action = torch.multinomial(probs.detach(), 1, generator=gen)[:, 0]
+            r = r_train[idx, action]
+            if cfg.baseline == "batch":  # leave-one-out mean: unbiased, and no parameters
+                base = (r.sum() - r) / max(1, len(r) - 1)
+            else:  # moving average of the earlier batches' rewards (the first batch is its own baseline)
+                mean = float(r.mean())
+                base = torch.full_like(r, mean if ema is None else ema)
+                ema = mean if ema is None else cfg.ema_decay * ema + (1 - cfg.ema_decay) * mean
+            entropy = -(probs * logp).sum(1)
+            loss = -(logp.gather(1, action[:, None])[:, 0] * (r - base)).mean() - cfg.entropy * entropy.mean()
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            totals["reward"] += float(r.sum()) / len(train)
+            totals["entropy"] += float(entropy.detach().sum()) / len(train)
+        actions = greedy_actions(policy, x_val)
+        val_out = outcome(val, actions, x_val.gflops)
+        record = {"epoch": epoch, "train_reward": totals["reward"], "train_entropy": totals["entropy"],
+                  "val_reward": float(r_val[torch.arange(len(val)), actions].mean()),
+                  **{f"val_{k}": val_out[k] for k in ("acc1", "acc5", "acc10", "gflops")},
+                  "val_canvas_share": val_out["canvas_share"]}
+        if log is not None:
+            log(record)
+        if best is None or record["val_reward"] > best["val_reward"]:
+            best, best_state = record, {k: v.clone() for k, v in policy.state_dict().items()}
+    policy.load_state_dict(best_state)
+    return best
+
+
+def report(policy: CanvasPolicy, bank: Bank) -> dict:
+    """The policy on ``bank`` beside every fixed canvas, the oracle and a random policy with the same canvas mix.
+
+    ``headroom`` at the policy's student cost: a random policy with its canvas mix (no look at the sketch) is
+    the floor, the best per-sketch choice (``oracle_acc1_at``) the ceiling; ``captured`` is the policy's share of
+    the gap in acc@1.
+    """
+    inputs = policy_inputs(policy, bank)
+    learned = outcome(bank, greedy_actions(policy, inputs), inputs.gflops)
+    full = fixed(bank, bank.canvases[-1])
+    oracle = outcome(bank, oracle_actions(bank))
+    random = mixture(bank, learned["canvas_share"])
+    ceiling = oracle_acc1_at(bank, learned["gflops"] - learned["selector_gflops"])
+    gap = ceiling - random["acc1"]
+    return {"policy": learned, "fixed": {c: fixed(bank, c) for c in bank.canvases}, "oracle": oracle,
+            "random": random, "selector_params_m": policy.params / 1e6,
+            "headroom": {"random_acc1": random["acc1"], "oracle_acc1_at_same_cost": ceiling,
+                         "captured": (learned["acc1"] - random["acc1"]) / gap if gap > 0 else None,
+                         "acc1_vs_largest": learned["acc1"] - full["acc1"],
+                         "oracle_acc1_vs_largest": oracle["acc1"] - full["acc1"]}}

@@ -1,0 +1,60 @@
+"""ONNX export: dynamic batch and canvas, parity with torch, the same ranking, and refusal of another model's file."""
+
+import numpy as np
+import pytest
+
+import sketchdown
+from sketchdown.errors import InputError, SketchdownError
+from sketchdown.retrieval import Index
+from sketchdown.retrieval.onnx import TOLERANCE, OnnxEngine, export_onnx, verify_onnx
+
+SIDE = 64
+
+
+@pytest.fixture(scope="module")
+def model():
+    return sketchdown.load("mobilenet_v2", canvas=SIDE, photo_size=SIDE)
+
+
+@pytest.fixture(scope="module")
+def exported(model):
+    return export_onnx(model)
+
+
+def test_onnxruntime_matches_torch_at_two_sizes_and_any_batch(model, exported):
+    rows = verify_onnx(model, exported, shapes=((1, 32), (3, 128)))
+    assert [(r["batch"], r["side"]) for r in rows] == [(1, 32), (3, 128)]
+    assert all(r["max_abs_diff"] < TOLERANCE for r in rows)
+    engine = OnnxEngine(exported)
+    x = np.random.default_rng(1).random((5, 3, 48, 80), dtype=np.float32)  # another batch, a non-square canvas
+    out = engine(x)
+    assert out.shape == (5, model.dim) and np.allclose(np.linalg.norm(out, axis=1), 1.0, atol=1e-5)
+    assert np.abs(out - model.engine(x)).max() < TOLERANCE
+    with pytest.raises(SketchdownError, match="differs from torch"):
+        verify_onnx(model, exported, shapes=((1, 32),), tolerance=1e-12)
+
+
+def test_both_engines_rank_the_test_photos_alike(model, exported, data):
+    folder = data / "qmul-v1" / "shoes" / "test"
+    photos = sorted((folder / "images").glob("*.jpg"))[:12]
+    index = Index.build(model, photos)
+    onnx_index = Index(index.root, index.paths, index.vectors, index.stamps, index.model).attach(
+        model.with_engine("onnx", exported))
+    for p in photos:
+        sketch = folder / "sketches" / f"{p.stem}.png"
+        assert [h.path for h in index.search(sketch)] == [h.path for h in onnx_index.search(sketch)]
+
+
+def test_an_onnx_file_of_another_model_is_refused(tmp_path, model):
+    other = sketchdown.load("mobilenet_v2", canvas=SIDE, photo_size=SIDE + 32)  # other photo size: other identity
+    export_onnx(other, tmp_path / "other.onnx")
+    assert not list(tmp_path.glob(".*tmp"))
+    with pytest.raises(SketchdownError, match="exported from another model"):
+        model.with_engine("onnx", tmp_path / "other.onnx")
+    assert other.with_engine("onnx", tmp_path / "other.onnx").engine.name == "onnx"
+    (tmp_path / "fake.onnx").write_bytes(b"not a model")
+    for bad in (tmp_path / "fake.onnx", tmp_path / "missing.onnx"):
+        with pytest.raises(InputError):
+            model.with_engine("onnx", bad)
+    with pytest.raises(SketchdownError, match="unknown engine"):
+        model.with_engine("tensorrt")

@@ -1,0 +1,203 @@
+"""SketchyNetV2's canvas selector: policy shapes and costs, REINFORCE on a toy bank with a known best canvas, the
+vector policy on a real ChairV2 stroke sketch, bank round-trips, the oracle, and `sketchdown select` end to end."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from sketchdown import cli
+from sketchdown.data import io
+from sketchdown.data.datasets import RetrievalSet, load_set
+from sketchdown.data.render import render_strokes
+from sketchdown.data.sketch import Sketch
+from sketchdown.eval.flops import count_flops
+from sketchdown.eval.metrics import true_ranks
+from sketchdown.models.embed import create_model
+from sketchdown.select.bank import Bank, build_bank, cached_bank
+from sketchdown.select.pipeline import load_sketchynet_v2
+from sketchdown.select.policy import PolicyConfig, RasterPolicy, VectorPolicy, load_policy, save_policy, stroke_sequence
+from sketchdown.select.reinforce import (SelectConfig, fixed, mixture, oracle_acc1_at, oracle_actions, outcome,
+                                         policy_inputs, rewards, train_policy)
+
+CANVASES = (32, 64, 128, 256)
+GFLOPS = torch.tensor([0.012, 0.049, 0.196, 0.782])
+KEY = "/test/9910-02-carbon_1"
+
+
+pytestmark = pytest.mark.usefixtures("one_thread")
+
+
+@pytest.fixture(scope="module")
+def chair(chair_pickle) -> Sketch:
+    return io.read_sketchx_pickle(chair_pickle)[KEY]
+
+
+def toy_bank(ranks: torch.Tensor, seed: int = 0) -> Bank:
+    """A bank with the given rank table, random rasters and embeddings (the policy input carries no signal)."""
+    n, k = ranks.shape
+    g = torch.Generator().manual_seed(seed)
+    rasters = torch.randint(0, 256, (n, 32, 32), generator=g, dtype=torch.uint8)
+    rasters[:, 0, 0] = 0  # never blank
+    return Bank(name="toy", key="toy", canvases=CANVASES[:k], sketch_emb=torch.zeros(n, k, 4),
+                photo_emb=torch.zeros(3, 4), targets=torch.zeros(n, dtype=torch.long), ranks=ranks.long(),
+                triplet=torch.zeros(n, k), student_gflops=GFLOPS[:k], student_params_m=2.22, rasters=rasters)
+
+
+def test_policies_give_one_logit_per_canvas_and_count_their_cost(chair):
+    raster = RasterPolicy(PolicyConfig(kind="raster"))
+    image = Sketch(raster=render_strokes(chair, 256))
+    batch = raster.collate([raster.features(image), raster.features(chair)])  # image and strokes alike
+    assert batch[0].shape == (2, 1, 32, 32) and raster(*batch).shape == (2, 4)
+    assert raster.choose(image) in CANVASES
+    assert raster.flops(batch[0][0]) == count_flops(raster, 32, channels=1) > 0
+    assert raster.params < 10_000  # a tiny fraction of the student's 2.2M
+
+    vector = VectorPolicy(PolicyConfig(kind="vector"))
+    feats = [torch.rand(n, 3) for n in (5, 17, 9)]
+    seq, lengths = vector.collate(feats)
+    assert seq.shape == (3, 17, 3) and lengths.tolist() == [5, 17, 9]
+    assert vector(seq, lengths).shape == (3, 4)
+    h = vector.config.hidden
+    assert vector.flops(feats[1]) == 2 * 17 * 3 * (3 * h + h * h) + 2 * h * 4  # GRU gates + head, 2 per MAC
+    assert 0.04e6 < vector.params < 0.06e6  # the paper's ~0.05M
+
+
+def test_a_padded_sequence_scores_like_the_sequence_alone():
+    vector = VectorPolicy(PolicyConfig(kind="vector")).eval()
+    short, long = torch.rand(4, 3), torch.rand(11, 3)
+    together = vector(*vector.collate([short, long]))
+    assert torch.allclose(together[0], vector(*vector.collate([short]))[0], atol=1e-5)
+
+
+def test_rdp_simplifies_a_real_chairv2_sketch_that_still_draws_the_same(chair):
+    seq = stroke_sequence(chair, epsilon=0.01, max_points=1000)
+    assert len(seq) < chair.num_points
+    assert int(seq[:, 2].sum()) == len(chair.strokes)  # one pen lift per stroke
+    assert np.abs(seq[:, :2]).max() == pytest.approx(0.5)  # centred, longer side spans [-0.5, 0.5]
+    fitted = chair.fit(1.0, margin=0.0)
+    ends = np.array([p for s in fitted.strokes for p in (s[0], s[-1])]) - 0.5
+    kept = seq[:, :2]
+    assert all(np.abs(kept - e).sum(1).min() < 1e-5 for e in ends)  # RDP keeps every stroke's end points
+    simple = Sketch.from_points(np.concatenate([kept + 0.5, seq[:, 2:]], axis=1), 1.0, 1.0)
+    ink_a, ink_b = render_strokes(fitted, 64) < 128, render_strokes(simple, 64) < 128
+    assert (ink_a & ink_b).sum() / (ink_a | ink_b).sum() > 0.6
+
+    capped = stroke_sequence(chair, epsilon=0.0, max_points=40)
+    assert len(capped) <= 40 and capped[-1, 2] == 1  # the cap keeps the final pen lift
+    policy = VectorPolicy(PolicyConfig(kind="vector"))
+    assert policy.features(chair).shape[1] == 3 and policy.choose(chair) in CANVASES
+    with pytest.raises(io.InputError, match="raster policy"):
+        policy.choose(Sketch(raster=render_strokes(chair, 64)))
+
+
+@pytest.mark.parametrize("lambda_flops, best, baseline", [(0.0, 1, "batch"), (1.0, 0, "batch"), (0.0, 1, "ema")])
+def test_reinforce_moves_probability_to_the_rewarded_canvas(lambda_flops, best, baseline):
+    ranks = torch.full((48, 4), 20)
+    ranks[:, 1] = 1  # canvas 64 always retrieves; with lambda_F = 1 only cost counts and 32 wins
+    bank = toy_bank(ranks)
+    cfg = SelectConfig(lambda_flops=lambda_flops, baseline=baseline, epochs=6, batch_size=16, lr=1e-2, entropy=0.0)
+    torch.manual_seed(0)
+    policy = RasterPolicy(cfg.policy_config())
+    x = policy_inputs(policy, bank)
+    before = torch.softmax(policy(*x.batch), 1)[:, best].mean().item()
+    train_policy(policy, bank, toy_bank(ranks, seed=1), cfg)
+    after = torch.softmax(policy(*x.batch), 1)[:, best].mean().item()
+    assert after > before + 0.2
+    assert outcome(bank, policy(*x.batch).argmax(1))["canvas_share"][CANVASES[best]] > 0.9
+
+
+def test_reinforce_learns_a_choice_that_depends_on_the_sketch():
+    ranks = torch.full((64, 4), 20)
+    small = torch.arange(64) % 2 == 0
+    ranks[small, 0], ranks[~small, 3] = 1, 1  # small drawings retrieve at 32, large ones only at 256
+
+    def bank(seed: int) -> Bank:
+        b = toy_bank(ranks, seed)
+        b.rasters[:] = 255
+        b.rasters[small, 12:20, 12:20] = 0
+        b.rasters[~small, 2:30, 2:30] = 0
+        return b
+
+    cfg = SelectConfig(lambda_flops=0.0, epochs=30, batch_size=16, lr=1e-2)
+    torch.manual_seed(0)
+    policy = RasterPolicy(cfg.policy_config())
+    train_policy(policy, bank(0), bank(1), cfg)
+    actions = policy(*policy_inputs(policy, bank(2)).batch).argmax(1)
+    assert (actions[small] == 0).all() and (actions[~small] == 3).all()
+
+
+def test_rewards_trade_reciprocal_rank_against_normalised_cost():
+    bank = toy_bank(torch.tensor([[1, 2, 4, 1]]))
+    assert rewards(bank, 0.0)[0].tolist() == pytest.approx([1.0, 0.5, 0.25, 1.0])
+    assert rewards(bank, 1.0)[0].tolist() == pytest.approx([0.0, -0.037 / 0.77, -0.184 / 0.77, -1.0])
+    assert rewards(bank, 0.5)[0, 0].item() == pytest.approx(0.5)
+
+
+def test_oracle_takes_the_cheapest_canvas_as_good_as_the_largest():
+    ranks = torch.tensor([[1, 1, 1, 1], [3, 2, 1, 1], [5, 5, 5, 5], [2, 9, 2, 3], [4, 4, 4, 2]])
+    bank = toy_bank(ranks)
+    assert oracle_actions(bank).tolist() == [0, 2, 0, 0, 3]
+    oracle = outcome(bank, oracle_actions(bank))
+    assert oracle["acc1"] == pytest.approx(40.0) and fixed(bank, 256)["acc1"] == pytest.approx(40.0)
+    assert oracle["gflops"] == pytest.approx(float((3 * GFLOPS[0] + GFLOPS[2] + GFLOPS[3]) / 5))
+    assert oracle_acc1_at(bank, float(GFLOPS[0])) == pytest.approx(20.0)  # sketch 0 is right at 32 already
+    assert oracle_acc1_at(bank, float(GFLOPS[0] + (GFLOPS[2] - GFLOPS[0]) / 5)) == pytest.approx(40.0)  # + sketch 1
+    assert oracle_acc1_at(bank, 10.0) == pytest.approx(40.0)  # the other three are never first
+    half = mixture(bank, {32: 0.5, 256: 0.5})
+    assert half["acc1"] == pytest.approx((fixed(bank, 32)["acc1"] + fixed(bank, 256)["acc1"]) / 2)
+    assert half["gflops"] == pytest.approx(float(GFLOPS[0] + GFLOPS[3]) / 2)
+
+
+def test_banks_round_trip_and_are_rebuilt_for_another_student(tmp_path, data, chair_pickle):
+    student = create_model("mobilenet_v2", weights="none").eval()
+    rset = load_set("chairs-v1", "test", data)
+    rset = RetrievalSet(rset.name, rset.sketches[:4], rset.targets[:4], rset.photos[:4])
+    bank = cached_bank(tmp_path / "b.pt", student, rset, (32, 64), photo_size=64, progress=False)
+    assert bank.sketch_emb.shape == (4, 2, 1280) and bank.rasters.shape == (4, 32, 32) and bank.points is None
+    for k in range(2):
+        ranks = true_ranks(bank.sketch_emb[:, k] @ bank.photo_emb.T, bank.targets)
+        assert bank.ranks[:, k].tolist() == ranks.tolist()
+    again = Bank.load(tmp_path / "b.pt")
+    for f in dataclasses.fields(Bank):
+        a, b = getattr(bank, f.name), getattr(again, f.name)
+        assert torch.equal(a, b) if isinstance(a, torch.Tensor) else a == b, f.name
+    assert cached_bank(tmp_path / "b.pt", student, rset, (32, 64), 64, progress=False).key == bank.key
+    other = create_model("mobilenet_v2", weights="none").eval()
+    assert cached_bank(tmp_path / "b.pt", other, rset, (32, 64), 64, progress=False).key != bank.key
+
+    strokes = io.read_sketchx_pickle(chair_pickle)
+    vset = RetrievalSet("v2", [strokes[k] for k in list(strokes)[:3]], [0, 1, 2], rset.photos[:3])
+    vbank = build_bank(student, vset, (32, 64), photo_size=64, progress=False)
+    vbank.save(tmp_path / "v.pt")
+    vback = Bank.load(tmp_path / "v.pt")
+    for s, orig in zip(vback.policy_sketches("vector"), vset.sketches):
+        assert np.array_equal(s.to_points(), orig.to_points()) and (s.width, s.height) == (orig.width, orig.height)
+    with pytest.raises(io.InputError, match="stroke sketches"):
+        bank.policy_sketches("vector")
+
+
+def test_select_command_trains_saves_and_serves_a_policy(tmp_path, data, capsys):
+    out = tmp_path / "run"
+    code = cli.main(["select", "--student", "mobilenet_v2", "--set", "chairs-v1", "--data", str(data),
+                     "--limit", "4", "--photo-size", "64", "--epochs", "2", "--lambda-flops", "0.3", "--out", str(out)])
+    assert code == 0 and "test chairs-v1:test: acc@1" in capsys.readouterr().out
+    assert {"config.yaml", "command.txt", "metrics.jsonl", "best.pt", "test.json"} <= {p.name for p in out.iterdir()}
+    test = json.loads((out / "test.json").read_text())
+    assert set(test["fixed"]) == {"32", "64", "128", "256"} and test["policy"]["selector_gflops"] > 0
+    assert len((out / "metrics.jsonl").read_text().splitlines()) == 2
+    policy = load_policy(out / "best.pt")
+    assert isinstance(policy, RasterPolicy) and policy.config.canvases == CANVASES
+    save_policy(tmp_path / "copy.pt", policy)
+    assert torch.equal(load_policy(tmp_path / "copy.pt").head.weight, policy.head.weight)
+
+    encoder = load_sketchynet_v2("mobilenet_v2", out)  # the run folder: its best.pt
+    for sketch in (io.read_sketch(load_set("chairs-v1", "test", data).sketches[0]),
+                   io.read_sketchx_pickle(data / "chair-v2-strokes" / "ChairV2_Coordinate")[KEY]):
+        canvas = encoder.canvas_for(sketch)
+        assert canvas in CANVASES and encoder.encode_sketch(sketch).shape == (1280,)
+    assert cli.main(["select", "--student", "mobilenet_v2", "--set", "chairs-v1", "--out", str(out)]) == 2
