@@ -53,12 +53,18 @@ def get_args_parser() -> argparse.ArgumentParser:
 
 def run_command(dataset: str, spec: dict, exp: dict, seed: int, run_dir: Path) -> list[str]:
     """The CLI call of one run; ``{teacher}``, ``{seed}`` and ``{runs}`` in the flags are filled in."""
-    flags = exp["args"] + " " + exp.get("dataset_args", {}).get(dataset, "")
-    flags = flags.format(teacher=run_dir.parent / "teacher-s0", seed=seed, runs=run_dir.parent)
-    if exp["command"] == "ensemble":  # combines finished runs: no data flags, no seed of its own
+    command, flags = per_dataset(exp["command"], dataset), per_dataset(exp["args"], dataset)
+    flags = (flags + " " + exp.get("dataset_args", {}).get(dataset, "")).format(
+        teacher=run_dir.parent / "teacher-s0", seed=seed, runs=run_dir.parent)
+    if command == "ensemble":  # combines finished runs: no data flags, no seed of its own
         return [SKETCHDOWN, "ensemble", *shlex.split(flags), "--out", str(run_dir)]
-    return [SKETCHDOWN, exp["command"], *shlex.split(spec["datasets"][dataset] + " " + flags), "--seed", str(seed),
+    return [SKETCHDOWN, command, *shlex.split(spec["datasets"][dataset] + " " + flags), "--seed", str(seed),
             "--out", str(run_dir)]
+
+
+def per_dataset(value: str | dict, dataset: str) -> str:
+    """An experiment field may be one value or a mapping dataset -> value (e.g. a teacher chosen per dataset)."""
+    return value[dataset] if isinstance(value, dict) else value
 
 
 def train_missing(args: argparse.Namespace, spec: dict, names: list[str]) -> None:
@@ -71,7 +77,7 @@ def train_missing(args: argparse.Namespace, spec: dict, names: list[str]) -> Non
             cmd = run_command(args.dataset, spec, exp, seed, run_dir)
             resume = (run_dir / "last.pt").is_file()
             if resume:
-                cmd = [SKETCHDOWN, exp["command"], "--resume", str(run_dir)]
+                cmd = [SKETCHDOWN, per_dataset(exp["command"], args.dataset), "--resume", str(run_dir)]
             print("$", shlex.join(cmd), flush=True)
             env = dict(os.environ, **({"OMP_NUM_THREADS": str(args.train_threads)} if args.train_threads else {}))
             t0 = time.time()
