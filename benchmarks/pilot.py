@@ -26,6 +26,7 @@ from sketchdown.data.datasets import PhotoDataset, SketchCanvasDataset, load_set
 from sketchdown.data.render import CANVASES  # noqa: E402
 from sketchdown.eval.evaluate import encode, write_json  # noqa: E402
 from sketchdown.eval.metrics import metrics_from_ranks, true_ranks  # noqa: E402
+from sketchdown.eval.results import replace_block  # noqa: E402
 from sketchdown.models.embed import load_model  # noqa: E402
 
 
@@ -36,6 +37,7 @@ def get_args_parser() -> argparse.ArgumentParser:
     p.add_argument("--data", default=None, help="data root (default ../shared/data)")
     p.add_argument("--canvas", type=int, nargs="+", default=list(CANVASES))
     p.add_argument("--out", type=Path, default=Path("results"))
+    p.add_argument("--readme", type=Path, default=Path("README.md"), help="README with pilot:<set> markers")
     return p
 
 
@@ -78,6 +80,7 @@ def main(args: argparse.Namespace) -> None:
                      f"{r['rank1_share']:.2f} | {r['rank1_kept_of_full']:.2f} | {r['cheapest_rank1_share']:.2f} |")
     lines += ["", f"Never at rank 1 at any canvas: {out['never_rank1_share']:.2f}%. Command: `{out['command']}`"]
     stem.with_suffix(".md").write_text("\n".join(lines) + "\n")
+    replace_block(args.readme, f"pilot:{args.set}", "\n".join(lines))
     fig, ax = plt.subplots(1, 2, figsize=(9, 3.4))
     x = [r["canvas"] for r in rows]
     ax[0].plot(x, [r["sketch_shrunk"]["acc1"] for r in rows], "o-", label="sketch shrunk")

@@ -20,13 +20,15 @@ typical use:
 
   sketchdown train --backbone mobilenet_v2 --train-sets shoes-v1 shoes-v1-extra --out runs/direct-shoes
   sketchdown train --resume runs/direct-shoes                     continue where it stopped
+  sketchdown ensemble --members runs/a runs/b --out runs/teacher   several runs as one teacher
+  sketchdown distill --teacher runs/teacher --train-sets shoes-v1 --freeze-blocks 14 --cache-views 2 --out runs/v1
+  sketchdown select --student runs/v1 --set shoes-v1 --out runs/v2  SketchyNetV2 canvas policy (REINFORCE)
 
   sketchdown index photos/ -o catalogue.idx --model runs/direct-shoes   index a photo catalogue (re-run: updates)
   sketchdown search catalogue.idx sketch.png -k 10 [--json]          top photos for a sketch
   sketchdown export-onnx --model runs/direct-shoes -o model.onnx     checked against torch
   sketchdown bench --teacher RUN --v1 RUN --v2 SELECTOR_RUN          query latency at catalogue scale
 
-planned (see the issues): distill (SketchyNetV1), select (SketchyNetV2 canvas policy).
 Data defaults to ../shared/data or $SKETCHDOWN_DATA.
 """
 

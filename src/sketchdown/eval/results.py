@@ -53,6 +53,10 @@ def markdown(rows: list[dict]) -> str:
         lines.append(f"| {r['name']} | {r['backbone']} | {r['canvas']} | {_fmt(r['params_m'])} | "
                      f"{_fmt(r['gflops'], 3)} | {_fmt(r['cpu_ms'])} | {acc1} | {_fmt(r['acc5'])} | "
                      f"{_fmt(r['acc10'])} | {r.get('seeds', '')} |")
+    starts = sorted({(r["backbone"], r["init_weights"]) for r in rows
+                     if r.get("init_weights") and not str(r["init_weights"]).startswith("imagenet")})
+    if starts:
+        lines.append("\nStarting weights other than ImageNet: " + "; ".join(f"{b}: {w}" for b, w in starts) + ".")
     return "\n".join(lines)
 
 
