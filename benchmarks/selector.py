@@ -141,7 +141,9 @@ def run_set(spec: str, student_spec: str, teacher_spec: str, args: argparse.Name
               "sketchynet-v2": SketchEncoder(student, selector=policy)}
     speed = measure_speed(models, policy, sketches, args.speed_repeats)
     v2_ms = speed["sketchynet-v2"]["mean_ms"]
-    teacher_gflops = backbone_cost(models["teacher@256"].model.backbone, REFERENCE_CANVAS).gflops
+    teacher = models["teacher@256"].model
+    teacher_gflops = sum(backbone_cost(m.backbone, REFERENCE_CANVAS).gflops  # an ensemble costs all its members
+                         for m in getattr(teacher, "members", [teacher]))
     v1 = test["fixed"][REFERENCE_CANVAS]
     speed["ratios"] = {"teacher_over_v2_time": speed["teacher@256"]["mean_ms"] / v2_ms,
                        "v1_over_v2_time": speed["sketchynet-v1@256"]["mean_ms"] / v2_ms,
