@@ -13,12 +13,7 @@ from sketchdown.train.distill import DistillConfig, distill
 from sketchdown.train.triplet import TrainConfig, train
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")  # conftest: tiny steps run fastest on one thread
 
 
 def test_rkd_known_value():

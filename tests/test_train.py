@@ -17,13 +17,7 @@ TINY = TrainConfig(train_sets=("chairs-v1",), limit=16, photo_size=64, canvases=
                    batch_size=8, steps_per_epoch=2, lr=1e-3, warmup_epochs=0.5, epochs=2, val_fraction=0.05)
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny CPU steps are fastest (and never oversubscribed) on one thread."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")  # conftest: tiny steps run fastest on one thread
 
 
 def test_triplet_loss_hand_made_case():

@@ -189,19 +189,20 @@ def distill(cfg: DistillConfig, out: str | Path, resume: bool = False, progress:
     train_set, val_set, test_set = build_sets(cfg)
     k, v = cfg.freeze_blocks, cfg.cache_views
 
-    def views_of(net: EmbeddingNet, blocks: int, rset: RetrievalSet, canvases: tuple[int, ...], n: int, aug: bool):
+    def views_of(net: EmbeddingNet, blocks: int, rset: RetrievalSet, canvases: tuple[int, ...], n: int,
+                 aug: bool) -> TrunkViews:
         ds = TripletDataset(rset, canvases, cfg.photo_size, augment=aug, raster_method=cfg.raster_method)
-        return ds, trunk_views(net, blocks, ds, n, progress=progress)
+        return trunk_views(net, blocks, ds, n, progress=progress)
 
-    _, s_views = views_of(student, k, train_set, cfg.canvases, v, cfg.augment)
+    s_views = views_of(student, k, train_set, cfg.canvases, v, cfg.augment)
     t_sketches, t_photos = teacher_views(teacher, t_cfg, train_set, v, cfg, progress=progress)
     unlabelled = None
     if cfg.unlabelled:
         u_set = unlabelled_set(cfg.unlabelled)
-        _, u_views = views_of(student, k, u_set, (), v, cfg.augment)
+        u_views = views_of(student, k, u_set, (), v, cfg.augment)
         unlabelled = (u_views, teacher_views(teacher, t_cfg, u_set, v, cfg, True, progress)[1])
     ds = DistillTriplets(CachedTriplets(train_set, s_views, cfg.seed), t_sketches, t_photos, unlabelled)
-    _, val_views = views_of(student, k, val_set, cfg.canvases, 1, False)
+    val_views = views_of(student, k, val_set, cfg.canvases, 1, False)
     best = fit(student, distill_step(cfg, k, teacher), ds,
                lambda m: validate_canvases(m, val_views, val_set, cfg.canvases), cfg, run, resume=resume,
                progress=progress)
