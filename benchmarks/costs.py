@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import argparse
 import platform
-import re
 import sys
 import warnings
 from pathlib import Path
@@ -22,8 +21,7 @@ from sketchdown.data.render import CANVASES
 from sketchdown.eval.evaluate import write_json
 from sketchdown.eval.flops import backbone_cost, measure_latency
 from sketchdown.models.registry import create_backbone, list_backbones
-
-MARKERS = ("<!-- costs:start -->", "<!-- costs:end -->")
+from tables import replace_block
 
 
 def get_args_parser() -> argparse.ArgumentParser:
@@ -62,10 +60,7 @@ def main(args: argparse.Namespace) -> None:
     write_json({**meta, "rows": rows}, args.out)
     table = markdown(rows, meta)
     args.out.with_suffix(".md").write_text(table + "\n")
-    if args.readme.is_file():
-        text = args.readme.read_text()
-        pattern = re.escape(MARKERS[0]) + ".*?" + re.escape(MARKERS[1])
-        args.readme.write_text(re.sub(pattern, lambda _: f"{MARKERS[0]}\n{table}\n{MARKERS[1]}", text, flags=re.S))
+    replace_block(args.readme, "costs", table)
 
 
 if __name__ == "__main__":

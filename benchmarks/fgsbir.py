@@ -4,7 +4,8 @@ SketchyNetV1 and its ablations, as listed in benchmarks/experiments.yaml.
 Every run is a plain ``sketchdown train|distill ... --out runs/<dataset>/<name>-s<seed>`` command (printed and
 stored in the row); finished runs are reused. Rows: test acc@1/5/10 (mean over seeds, std of acc@1), the
 backbone's params and GFLOPs in the paper's accounting at the canvas, and batch-1 CPU latency of the sketch branch.
-Writes results/<dataset>.json and results/<dataset>.md and refreshes the README block ``results:<dataset>``.
+Writes results/<dataset>.json, then re-renders results/<dataset>.md and the README block ``results:<dataset>``
+(``tables.render``). Latency is measured after all training, in its own step, and flagged when the machine was busy.
 
     python benchmarks/fgsbir.py --dataset shoes-v1              # everything for one dataset
     python benchmarks/fgsbir.py --dataset chairs-v1 --only teacher direct
@@ -27,9 +28,11 @@ from pathlib import Path
 import yaml
 
 from sketchdown.eval.flops import backbone_cost, measure_latency
-from sketchdown.eval.results import markdown, replace_block, update_rows
+from sketchdown.eval.results import update_rows
 from sketchdown.models.embed import read_checkpoint
+from sketchdown.models.precision import resolve
 from sketchdown.models.registry import create_backbone
+from tables import render
 
 SKETCHDOWN = str(Path(sys.executable).with_name("sketchdown"))  # the CLI of this environment
 
@@ -52,10 +55,11 @@ def get_args_parser() -> argparse.ArgumentParser:
 
 
 def run_command(dataset: str, spec: dict, exp: dict, seed: int, run_dir: Path) -> list[str]:
-    """The CLI call of one run; ``{teacher}``, ``{seed}`` and ``{runs}`` in the flags are filled in."""
+    """The CLI call of one run; ``{teacher}``, ``{seed}``, ``{runs}`` and ``{epochs}`` in the flags are filled in."""
     command, flags = per_dataset(exp["command"], dataset), per_dataset(exp["args"], dataset)
     flags = (flags + " " + exp.get("dataset_args", {}).get(dataset, "")).format(
-        teacher=run_dir.parent / "teacher-s0", seed=seed, runs=run_dir.parent)
+        teacher=run_dir.parent / "teacher-s0", seed=seed, runs=run_dir.parent,
+        epochs=spec.get("epochs", {}).get(dataset, ""))
     if command == "ensemble":  # combines finished runs: no data flags, no seed of its own
         return [SKETCHDOWN, "ensemble", *shlex.split(flags), "--out", str(run_dir)]
     return [SKETCHDOWN, command, *shlex.split(spec["datasets"][dataset] + " " + flags), "--seed", str(seed),
@@ -100,22 +104,29 @@ def tabulate(args: argparse.Namespace, spec: dict, names: list[str]) -> list[dic
         backbone = config["backbone"]
         argv = shlex.split((runs[0] / "command.txt").read_text())
         command = shlex.join([Path(argv[0]).name, *argv[1:]])
+        members = config.get("members", [config])
         for canvas in exp["canvases"]:
-            parts = [m["backbone"] for m in config.get("members", [config])]  # an ensemble costs all its members
+            # what a query pays: the sketch tower of every member (an ensemble costs all its members)
+            parts = [m.get("sketch_backbone") or m["backbone"] for m in members]
             for part in parts:
                 if (part, canvas) not in latency:
                     with warnings.catch_warnings():
                         warnings.simplefilter("ignore")
                         net = create_backbone(part, "none")
-                    lat = measure_latency(net, canvas, repeats=args.repeats, threads=args.latency_threads)
-                    latency[part, canvas] = (backbone_cost(net, canvas), lat.median_ms)
+                    lat = measure_latency(net, canvas, repeats=args.repeats, threads=args.latency_threads,
+                                          precision=resolve(backbone=part, use="query"))
+                    latency[part, canvas] = (backbone_cost(net, canvas), lat)
             gflops = sum(latency[p, canvas][0].gflops for p in parts)
             params = sum(latency[p, canvas][0].params_m for p in parts)
-            ms = sum(latency[p, canvas][1] for p in parts)
+            ms = sum(latency[p, canvas][1].median_ms for p in parts)
+            busy = any(latency[p, canvas][1].busy for p in parts)
             acc = {k: [t[canvas][k] for t in tests] for k in ("acc1", "acc5", "acc10")}
             wall = [float((r / "wall_seconds.txt").read_text()) for r in runs if (r / "wall_seconds.txt").is_file()]
             rows.append({"name": name, "backbone": backbone, "canvas": canvas, "params_m": round(params, 3),
-                         "gflops": round(gflops, 4), "cpu_ms": round(ms, 2),
+                         "gflops": round(gflops, 4), "cpu_ms": round(ms, 2), "cpu_busy": busy,
+                         "cpu_precision": latency[parts[0], canvas][1].precision,
+                         "branches": "+".join(sorted({m.get("branches", "shared") for m in members})),
+                         "precision": trained_precision(runs[0], config),
                          **{k: round(statistics.mean(v), 2) for k, v in acc.items()},
                          "acc1_std": round(statistics.stdev(acc["acc1"]), 2) if len(runs) > 1 else None,
                          "seeds": len(runs), "command": command + (f"  (seeds {exp['seeds']})" if len(runs) > 1 else ""),
@@ -124,6 +135,16 @@ def tabulate(args: argparse.Namespace, spec: dict, names: list[str]) -> list[dic
             print(f"{name:<16} {canvas:>4}  acc@1 {rows[-1]['acc1']:6.2f}  acc@10 {rows[-1]['acc10']:6.2f}  "
                   f"{gflops:7.3f} GFLOPs  {ms:7.2f} ms", flush=True)
     return rows
+
+
+def trained_precision(run: Path, config: dict) -> str:
+    """What the run's training steps resolved to (logged per epoch); an ensemble's members' settings; runs from
+    before the precision switch logged none and were fp32."""
+    records = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines() if line]
+    names = {r["precision"] for r in records if "precision" in r}
+    if not names and "members" in config:
+        names = {m.get("precision", "fp32") for m in config["members"]}
+    return "+".join(sorted(names)) or "fp32"
 
 
 def main(args: argparse.Namespace) -> None:
@@ -140,12 +161,9 @@ def main(args: argparse.Namespace) -> None:
         return
     rows = tabulate(args, spec, names)
     path = args.results / f"{args.dataset}.json"
-    merged = update_rows(path, rows, dataset=args.dataset,
-                         command=f"python benchmarks/fgsbir.py --dataset {args.dataset}")
-    table = markdown(merged)
-    (args.results / f"{args.dataset}.md").write_text(f"# {args.dataset}\n\n{table}\n")
-    replace_block(args.readme, f"results:{args.dataset}", table)
-    print(table)
+    update_rows(path, rows, dataset=args.dataset, command=f"python benchmarks/fgsbir.py --dataset {args.dataset}")
+    for md in render(args.results, args.readme):
+        print("wrote", md)
 
 
 if __name__ == "__main__":

@@ -26,7 +26,7 @@ from sketchdown.data.datasets import PhotoDataset, SketchCanvasDataset, load_set
 from sketchdown.data.render import CANVASES  # noqa: E402
 from sketchdown.eval.evaluate import encode, write_json  # noqa: E402
 from sketchdown.eval.metrics import metrics_from_ranks, true_ranks  # noqa: E402
-from sketchdown.eval.results import replace_block  # noqa: E402
+from tables import replace_block  # noqa: E402
 from sketchdown.models.embed import load_model  # noqa: E402
 
 
@@ -46,12 +46,12 @@ def main(args: argparse.Namespace) -> None:
     rset = load_set(args.set, "test", args.data)
     targets = torch.tensor(rset.targets)
     full = max(args.canvas)
-    photos_full = encode(model, PhotoDataset(rset.photos, full), desc="photos")
-    sketches_full = encode(model, SketchCanvasDataset(rset.sketches, full), desc="sketches")
+    photos_full = encode(model, PhotoDataset(rset.photos, full), "photo", desc="photos")
+    sketches_full = encode(model, SketchCanvasDataset(rset.sketches, full), "sketch", desc="sketches")
     rows, rank1 = [], {}
     for c in args.canvas:
-        sk = encode(model, SketchCanvasDataset(rset.sketches, c), desc=f"sketches@{c}")
-        ph = encode(model, PhotoDataset(rset.photos, c), desc=f"photos@{c}")
+        sk = encode(model, SketchCanvasDataset(rset.sketches, c), "sketch", desc=f"sketches@{c}")
+        ph = encode(model, PhotoDataset(rset.photos, c), "photo", desc=f"photos@{c}")
         ranks = true_ranks(sk @ photos_full.T, targets)
         photo_ranks = true_ranks(sketches_full @ ph.T, targets)
         rank1[c] = ranks == 1

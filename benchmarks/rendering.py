@@ -52,12 +52,12 @@ def self_retrieval(model: torch.nn.Module, small: list[np.ndarray], ref_emb: tor
     canvas kept of the drawing, not how well an ImageNet network copes with 32x32 inputs.
     """
     up = [F.interpolate(to_tensor(x)[None], size=256, mode="bilinear")[0] for x in small]
-    q = encode(model, up, progress=False)
+    q = encode(model, up, "sketch", progress=False)
     return retrieval_metrics(q, ref_emb, np.arange(len(small)))["acc1"]
 
 
 def embed_all(model: torch.nn.Module, images: list[np.ndarray]) -> torch.Tensor:
-    return encode(model, [to_tensor(x) for x in images], progress=False)
+    return encode(model, [to_tensor(x) for x in images], "sketch", progress=False)
 
 
 def vector_study(model, sketches, widths_256, min_widths) -> list[dict]:
@@ -82,7 +82,7 @@ def raster_study(model, data: Path) -> list[dict]:
     for name in ("shoes-v1", "chairs-v1"):
         rset = load_set(name, "test", data)
         rasters = [io.read_sketch(p).raster for p in rset.sketches]
-        photos = encode(model, PhotoDataset(rset.photos), progress=False)
+        photos = encode(model, PhotoDataset(rset.photos), "photo", progress=False)
         ref = embed_all(model, rasters)
         for method in RASTER_METHODS:
             row = {"set": name, "method": method}

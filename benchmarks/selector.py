@@ -23,7 +23,6 @@ from __future__ import annotations
 import argparse
 import json
 import platform
-import re
 import statistics
 import sys
 import time
@@ -38,12 +37,13 @@ from sketchdown.data.datasets import load_sketch
 from sketchdown.data.render import REFERENCE_CANVAS
 from sketchdown.eval.evaluate import write_json
 from sketchdown.eval.flops import backbone_cost
+from sketchdown.eval.results import update_rows
 from sketchdown.retrieval.encoder import SketchEncoder, load
 from sketchdown.select.policy import POLICIES, CanvasPolicy
 from sketchdown.select.reinforce import SelectConfig, oracle_acc1_at, report
 from sketchdown.select.runner import banks_for, fit_policy, split_sets
+from tables import render, replace_block
 
-MARKERS = ("<!-- selector:start -->", "<!-- selector:end -->")
 ROWS = ("sketchynet-v2", "selector-oracle", "selector-random")
 KEYS = ("acc1", "acc5", "acc10", "gflops", "selector_gflops", "canvas_share")
 
@@ -142,7 +142,7 @@ def run_set(spec: str, student_spec: str, teacher_spec: str, args: argparse.Name
     speed = measure_speed(models, policy, sketches, args.speed_repeats)
     v2_ms = speed["sketchynet-v2"]["mean_ms"]
     teacher = models["teacher@256"].model
-    teacher_gflops = sum(backbone_cost(m.backbone, REFERENCE_CANVAS).gflops  # an ensemble costs all its members
+    teacher_gflops = sum(backbone_cost(m.sketch_tower.backbone, REFERENCE_CANVAS).gflops  # an ensemble: all members
                          for m in getattr(teacher, "members", [teacher]))
     v1 = test["fixed"][REFERENCE_CANVAS]
     speed["ratios"] = {"teacher_over_v2_time": speed["teacher@256"]["mean_ms"] / v2_ms,
@@ -183,14 +183,6 @@ def rows(res: dict) -> list[dict]:
                 op["acc1_std"], op["seeds"]),
             row(ROWS[1], res["oracle"], params, None, None, []),
             row(ROWS[2], res["random_same_mix"], params, None, None, [])]
-
-
-def update_rows(path: Path, new: list[dict]) -> None:
-    """Replace this benchmark's rows in ``path``, keeping every other row and key."""
-    data = json.loads(path.read_text()) if path.is_file() else {}
-    names = {r["name"] for r in new}
-    data["rows"] = [r for r in data.get("rows", []) if r.get("name") not in names] + new
-    write_json(data, path)
 
 
 def plot(results: list[dict], path: Path) -> None:
@@ -273,14 +265,11 @@ def main(args: argparse.Namespace) -> None:
         for spec, student, teacher in zip(args.sets, students, teachers):
             res = run_set(spec, student, teacher, args, command)
             write_json(res, args.results / f"selector-{slug(spec)}.json")
-            update_rows(args.results / f"{slug(spec)}.json", rows(res))
+            update_rows(args.results / f"{slug(spec)}.json", rows(res), dataset=slug(spec))
     results = [json.loads(p.read_text()) for p in sorted(args.results.glob("selector-*.json"))]
     plot(results, args.results / "selector-curve.png")
-    if args.readme.is_file():
-        text = args.readme.read_text()
-        pattern = re.escape(MARKERS[0]) + ".*?" + re.escape(MARKERS[1])
-        block = f"{MARKERS[0]}\n{markdown(results)}\n{MARKERS[1]}"
-        args.readme.write_text(re.sub(pattern, lambda _: block, text, flags=re.S))
+    replace_block(args.readme, "selector", markdown(results))
+    render(args.results, args.readme)  # the dataset tables carry the selector rows too
 
 
 if __name__ == "__main__":

@@ -7,6 +7,7 @@ import shutil
 import pytest
 import torch
 
+from sketchdown.errors import SketchdownError
 from sketchdown.losses import rkd_batch_loss, rkd_photo_loss, rkd_triplet_loss
 from sketchdown.models.embed import load_model
 from sketchdown.train.distill import DistillConfig, distill
@@ -47,15 +48,15 @@ def test_rkd_is_zero_when_student_equals_teacher_even_across_sizes():
 def test_short_distillation_lowers_the_loss(tmp_path, data, monkeypatch):
     monkeypatch.setenv("SKETCHDOWN_HOME", str(tmp_path / "home"))  # the trunk caches go here, not the user's
     teacher_cfg = TrainConfig(train_sets=("chairs-v1",), limit=16, photo_size=64, canvases=(64,), eval_canvas=64,
-                              batch_size=8, epochs=2, lr=1e-3, val_fraction=0.05, freeze_blocks=14, cache_views=2,
-                              data=str(data))
+                              batch_size=8, epochs=2, lr=1e-3, val_fraction=0.05, branches="shared", freeze_blocks=14, cache_views=2,
+                              data=str(data), precision="fp32", memory_format="contiguous")
     train(teacher_cfg, tmp_path / "teacher", progress=False)
     unpaired = tmp_path / "unpaired"
     unpaired.mkdir()
     for photo in sorted((data / "qmul-v1" / "chairs" / "test" / "images").glob("*.jpg"))[:6]:
         shutil.copy(photo, unpaired / photo.name)
     cfg = DistillConfig(train_sets=("chairs-v1",), limit=16, photo_size=64, canvases=(32, 64), eval_canvas=64,
-                        batch_size=8, epochs=4, lr=1e-3, warmup_epochs=0.5, val_fraction=0.05, freeze_blocks=7,
+                        batch_size=8, epochs=4, lr=1e-3, warmup_epochs=0.5, val_fraction=0.05, freeze_blocks=7, branches="shared",
                         cache_views=2, data=str(data), teacher=str(tmp_path / "teacher"), lam=0.0,
                         embed_dim=32, relation="batch", unlabelled=str(unpaired))
     result = distill(cfg, tmp_path / "student", progress=False)
@@ -72,7 +73,7 @@ def test_distill_config_refuses_nonsense():
     with pytest.raises(ValueError, match="relation"):
         DistillConfig(teacher="x", relation="all")
     with pytest.raises(ValueError, match="cache_views"):
-        dataclasses.replace(DistillConfig(teacher="x", freeze_blocks=7, cache_views=1), unlabelled="photos",
+        dataclasses.replace(DistillConfig(teacher="x", branches="shared", freeze_blocks=7, cache_views=1), unlabelled="photos",
                             cache_views=0)
 
 
@@ -82,7 +83,7 @@ def test_ensemble_run_scores_and_teaches(tmp_path, data, monkeypatch):
 
     monkeypatch.setenv("SKETCHDOWN_HOME", str(tmp_path / "home"))
     base = TrainConfig(train_sets=("chairs-v1",), limit=16, photo_size=64, canvases=(64,), eval_canvas=64,
-                       batch_size=8, epochs=1, lr=1e-3, val_fraction=0.05, freeze_blocks=14, cache_views=1,
+                       batch_size=8, epochs=1, lr=1e-3, val_fraction=0.05, branches="shared", freeze_blocks=14, cache_views=1,
                        data=str(data))
     train(base, tmp_path / "a", progress=False)
     train(dataclasses.replace(base, backbone="efficientnet_lite0", freeze_blocks=7, embed_dim=16), tmp_path / "b",
@@ -93,6 +94,28 @@ def test_ensemble_run_scores_and_teaches(tmp_path, data, monkeypatch):
     model = load_model(tmp_path / "ens" / "best.pt")
     assert isinstance(model, EnsembleNet) and model.dim == 1280 + 16
     cfg = DistillConfig(train_sets=("chairs-v1",), limit=16, photo_size=64, canvases=(32, 64), eval_canvas=64,
-                        batch_size=8, epochs=1, val_fraction=0.05, freeze_blocks=14, cache_views=1,
+                        batch_size=8, epochs=1, val_fraction=0.05, branches="shared", freeze_blocks=14, cache_views=1,
                         data=str(data), teacher=str(tmp_path / "ens"))
     assert distill(cfg, tmp_path / "student", progress=False)["test"]
+
+
+def test_full_fine_tuning_distillation_needs_no_cache(tmp_path, data, monkeypatch):
+    """Every student layer trains on fresh images; the untied teacher embeds each batch itself; nothing is cached."""
+    from sketchdown.models.embed import TwinNet
+
+    monkeypatch.setenv("SKETCHDOWN_HOME", str(tmp_path / "home"))
+    tiny = dict(train_sets=("chairs-v1",), limit=16, photo_size=64, batch_size=8, steps_per_epoch=2, lr=1e-3,
+                val_fraction=0.05, data=str(data), augment=False, precision="bf16", memory_format="channels_last")
+    train(TrainConfig(canvases=(64,), eval_canvas=64, epochs=1, embed_dim=16, **tiny), tmp_path / "teacher",
+          progress=False)
+    cfg = DistillConfig(canvases=(32, 64), eval_canvas=64, epochs=4, warmup_epochs=0.5, lam=0.0, relation="batch",
+                        teacher=str(tmp_path / "teacher"), **tiny)
+    result = distill(cfg, tmp_path / "student", progress=False)
+    history = [json.loads(line) for line in (tmp_path / "student" / "metrics.jsonl").read_text().splitlines()]
+    assert history[-1]["train_rkd"] < history[0]["train_rkd"]
+    assert history[0]["precision"] == "bf16+channels_last" and "val_acc1@32" in history[0]
+    assert [m["canvas"] for m in result["test"]] == [32, 64]
+    assert isinstance(load_model(tmp_path / "student" / "best.pt"), TwinNet)
+    assert not (tmp_path / "home" / "features").exists()
+    with pytest.raises(SketchdownError, match="canvas 64"):  # the teacher must see the sketch at its own canvas
+        distill(dataclasses.replace(cfg, canvases=(32,), eval_canvas=32), tmp_path / "other", progress=False)

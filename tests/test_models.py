@@ -124,3 +124,62 @@ def test_bgr_backbone_reverses_channels():
 def test_latency_is_measured():
     lat = measure_latency(create_backbone("mobilenet_v2", "none"), 32, repeats=5, warmup=1)
     assert 0 < lat.median_ms <= lat.p95_ms and lat.repeats == 5
+
+
+def test_untied_model_has_two_towers_and_round_trips(tmp_path):
+    from dataclasses import asdict
+
+    from sketchdown.models.embed import TwinNet
+
+    model = create_model("mobilenet_v2", embed_dim=16, weights="none", branches="untied").eval()
+    x = torch.rand(2, 3, 64, 64)
+    with torch.no_grad():
+        assert not torch.allclose(model.encode_sketch(x), model.encode_photo(x))  # own weights per modality
+    save_checkpoint(tmp_path / "t.pt", model)
+    loaded = load_model(tmp_path / "t.pt")
+    assert isinstance(loaded, TwinNet) and loaded.config == model.config and not loaded.shared
+    with torch.no_grad():
+        assert torch.allclose(loaded.encode_sketch(x), model.encode_sketch(x), atol=1e-6)
+        assert torch.allclose(loaded.encode_photo(x), model.encode_photo(x), atol=1e-6)
+    with pytest.raises(SketchdownError, match="embed_dim"):  # a light sketch tower beside a heavy photo tower
+        create_model("vgg16", weights="none", branches="untied", sketch_backbone="mobilenet_v2")
+    mixed = create_model("vgg16", embed_dim=8, weights="none", branches="untied", sketch_backbone="mobilenet_v2")
+    assert mixed.config.backbone == "mobilenet_v2/vgg16" and mixed.sketch_tower is mixed.sketch
+    with pytest.raises(SketchdownError, match="branches"):
+        create_model(branches="siamese")
+    torch.save({"model_config": asdict(model.config), "state_dict": {}}, tmp_path / "empty.pt")
+    with pytest.raises(InputError, match="do not fit"):
+        load_model(tmp_path / "empty.pt")
+    torch.save({"model_config": "big", "state_dict": {}}, tmp_path / "string.pt")
+    with pytest.raises(InputError, match="not a mapping"):
+        load_model(tmp_path / "string.pt")
+
+
+def test_canvas_statistics_keep_each_canvas_apart():
+    """A multi-canvas sketch tower normalises each canvas with its own running statistics, and training updates
+    only the statistics of the canvas it saw."""
+    from sketchdown.models.canvas_norm import CanvasBatchNorm2d, nearest_slot
+
+    torch.manual_seed(0)
+    model = create_model(weights="none", branches="untied", canvas_stats=(64, 32))
+    assert model.sketch.config.canvas_stats == (32, 64) and not model.photo.config.canvas_stats
+    norms = [m for m in model.sketch.modules() if isinstance(m, CanvasBatchNorm2d)]
+    assert norms and not any(isinstance(m, nn.BatchNorm2d) for m in model.sketch.modules())
+    assert sum(p.numel() for p in model.sketch.parameters()) == sum(p.numel() for p in model.photo.parameters())
+    first = norms[0]
+    before = first.canvas_mean.clone()
+    model.train()
+    model.encode_sketch(torch.rand(4, 3, 32, 32) * 5)  # a canvas-32 batch with its own statistics
+    assert not torch.equal(first.canvas_mean[0], before[0]) and torch.equal(first.canvas_mean[1], before[1])
+    model.eval()
+    with torch.no_grad():
+        x = torch.rand(2, 3, 64, 64)
+        a = model.encode_sketch(x)
+        first.canvas_mean[1] += 1.0  # the 64 statistics are the ones used at 64 ...
+        assert not torch.allclose(model.encode_sketch(x), a)
+        first.canvas_mean[1] -= 1.0
+        first.canvas_mean[0] += 1.0  # ... and not those of 32
+        assert torch.allclose(model.encode_sketch(x), a, atol=1e-6)
+    assert [nearest_slot((32, 64, 128, 256), s) for s in (20, 45, 46, 91, 300)] == [0, 0, 1, 2, 3]
+    with pytest.raises(SketchdownError, match="untied"):
+        create_model(canvas_stats=(32, 64))

@@ -13,7 +13,7 @@ SIDE = 64
 
 @pytest.fixture(scope="module")
 def model():
-    return sketchdown.load("mobilenet_v2", canvas=SIDE, photo_size=SIDE)
+    return sketchdown.load("mobilenet_v2", canvas=SIDE, photo_size=SIDE, precision="fp32")  # parity is fp32 vs fp32
 
 
 @pytest.fixture(scope="module")
@@ -29,7 +29,7 @@ def test_onnxruntime_matches_torch_at_two_sizes_and_any_batch(model, exported):
     x = np.random.default_rng(1).random((5, 3, 48, 80), dtype=np.float32)  # another batch, a non-square canvas
     out = engine(x)
     assert out.shape == (5, model.dim) and np.allclose(np.linalg.norm(out, axis=1), 1.0, atol=1e-5)
-    assert np.abs(out - model.engine(x)).max() < TOLERANCE
+    assert np.abs(out - model.engine(x, "sketch")).max() < TOLERANCE
     with pytest.raises(SketchdownError, match="differs from torch"):
         verify_onnx(model, exported, shapes=((1, 32),), tolerance=1e-12)
 
@@ -58,3 +58,12 @@ def test_an_onnx_file_of_another_model_is_refused(tmp_path, model):
             model.with_engine("onnx", bad)
     with pytest.raises(SketchdownError, match="unknown engine"):
         model.with_engine("tensorrt")
+
+
+def test_untied_models_are_refused_with_a_reason():
+    from sketchdown.models.embed import create_model
+    from sketchdown.retrieval.encoder import SketchEncoder
+
+    twin = SketchEncoder(create_model("mobilenet_v2", weights="none", branches="untied"), SIDE, SIDE)
+    with pytest.raises(SketchdownError, match="untied"):
+        export_onnx(twin)

@@ -78,7 +78,7 @@ def test_checkpoint_carries_its_config(tmp_path, data):
     cfg = dataclasses.replace(TINY, epochs=1, embed_dim=32, data=str(data))
     train(cfg, tmp_path / "run", progress=False)
     ckpt = read_checkpoint(tmp_path / "run" / "best.pt")
-    assert ckpt["config"]["embed_dim"] == 32 and ckpt["model_config"]["backbone"] == "mobilenet_v2"
+    assert ckpt["config"]["embed_dim"] == 32 and ckpt["model_config"]["sketch"]["backbone"] == "mobilenet_v2"
     model = load_model(tmp_path / "run" / "best.pt")
     assert model(torch.rand(1, 3, 64, 64)).shape == (1, 32)
 
@@ -109,7 +109,7 @@ def test_cached_run_validates_like_the_full_model_and_resumes_exactly(tmp_path, 
     from sketchdown.train.triplet import build_sets
 
     monkeypatch.setenv("SKETCHDOWN_HOME", str(tmp_path / "home"))
-    cfg = dataclasses.replace(TINY, data=str(data), freeze_blocks=14, cache_views=2)
+    cfg = dataclasses.replace(TINY, data=str(data), branches="shared", freeze_blocks=14, cache_views=2)
     train(cfg, tmp_path / "straight", progress=False)
     assert len(list((tmp_path / "home" / "features").glob("*.pt"))) == 2  # train views + validation view
     train(dataclasses.replace(cfg, epochs=1), tmp_path / "cut", progress=False)

@@ -21,7 +21,8 @@ typical use:
   sketchdown train --backbone mobilenet_v2 --train-sets shoes-v1 shoes-v1-extra --out runs/direct-shoes
   sketchdown train --resume runs/direct-shoes                     continue where it stopped
   sketchdown ensemble --members runs/a runs/b --out runs/teacher   several runs as one teacher
-  sketchdown distill --teacher runs/teacher --train-sets shoes-v1 --freeze-blocks 14 --cache-views 2 --out runs/v1
+  sketchdown distill --teacher runs/teacher --train-sets shoes-v1 --out runs/v1   every layer trains (bf16 auto)
+  sketchdown export-weights runs/teacher -o weights/teacher        safetensors + manifest, fp16 if it matches
   sketchdown select --student runs/v1 --set shoes-v1 --out runs/v2  SketchyNetV2 canvas policy (REINFORCE)
 
   sketchdown index photos/ -o catalogue.idx --model runs/direct-shoes   index a photo catalogue (re-run: updates)
@@ -31,6 +32,14 @@ typical use:
 
 Data defaults to ../shared/data or $SKETCHDOWN_DATA.
 """
+
+
+def add_precision_args(p: argparse.ArgumentParser) -> None:
+    """--precision and --memory-format; ``auto`` picks per backbone and use from the measured table."""
+    p.add_argument("--precision", default="auto", choices=("auto", "fp32", "bf16"),
+                   help="fp32, bf16 autocast, or auto (per backbone and use, measured; default)")
+    p.add_argument("--memory-format", default="auto", choices=("auto", "contiguous", "channels_last"),
+                   help="tensor memory format (default auto)")
 
 
 def add_flops(sub: argparse._SubParsersAction) -> None:
@@ -84,21 +93,26 @@ def add_evaluate(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--raster-method", default=DEFAULT_RASTER_METHOD, choices=RASTER_METHODS,
                    help="how raster sketches are shrunk to the canvas")
     p.add_argument("--batch-size", type=int, default=64)
+    add_precision_args(p)
     p.add_argument("--out", help="write the metrics as JSON here")
 
     def run(a: argparse.Namespace) -> None:
         from .data.datasets import PhotoDataset, load_set
         from .eval.evaluate import encode, evaluate, write_json
         from .models.embed import create_model, load_model
+        from .models.precision import resolve
 
         rset = load_set(a.set, a.split, a.data)
         model = load_model(a.checkpoint) if a.checkpoint else create_model(a.backbone)
-        photos = encode(model, PhotoDataset(rset.photos, a.photo_size), a.batch_size, desc="photos")
+        precision = resolve(a.precision, a.memory_format, model.config.backbone, "batch")
+        photos = encode(model, PhotoDataset(rset.photos, a.photo_size), "photo", a.batch_size, desc="photos",
+                        precision=precision)
         results = []
         for c in a.canvas:
             m = evaluate(model, rset, c, a.photo_size, a.batch_size, photo_emb=photos,
-                         raster_method=a.raster_method)
-            m.update(model=a.checkpoint or f"{a.backbone} (zero-shot, weights: {model.backbone.weights})")
+                         raster_method=a.raster_method, precision=precision)
+            m.update(model=a.checkpoint or f"{a.backbone} (zero-shot, weights: {model.weights_source})",
+                     precision=precision.name)
             results.append(m)
             print(f"{rset.name:<20} canvas {c:>4}  acc@1 {m['acc1']:6.2f}  acc@5 {m['acc5']:6.2f}  "
                   f"acc@10 {m['acc10']:6.2f}  mean rank {m['mean_rank']:6.2f}  median {m['median_rank']:.0f}  "
@@ -198,7 +212,26 @@ def add_distill(sub: argparse._SubParsersAction) -> None:
                      "SketchyNetV1: distil a teacher into an efficient student over several canvases",
                      "Cross-modal relational distillation: lambda * triplet + (1 - lambda) * Huber on sketch-photo "
                      "and photo-photo distances (teacher vs student), averaged over the sketch canvases. Needs "
-                     "--teacher RUN_DIR and cached trunk views (--freeze-blocks K --cache-views V).")
+                     "--teacher RUN_DIR. Every student layer trains on fresh augmentations by default; "
+                     "--branches shared --freeze-blocks K --cache-views V trains only the last blocks on cached "
+                     "views.")
+
+
+def add_export_weights(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("export-weights", help="a run's best weights as safetensors + manifest (fp16 if it matches)",
+                       description="Writes OUT/model.safetensors and OUT/manifest.json (model config, inference "
+                                   "settings, dtype, sha256) from a finished run. Stored as fp16 when the fp16 "
+                                   "weights give the same validation acc@1 and mean rank as fp32, else fp32.")
+    p.add_argument("run", type=Path, help="training run folder (its best.pt) or checkpoint")
+    p.add_argument("-o", "--out", type=Path, required=True, help="folder to write")
+    p.add_argument("--fp32", action="store_true", help="store fp32 without trying fp16")
+
+    def run(a: argparse.Namespace) -> None:
+        from .train.export import export_run
+
+        print(json.dumps(export_run(a.run, a.out, half=not a.fp32), indent=2))
+
+    p.set_defaults(run=run)
 
 
 def add_weights(sub: argparse._SubParsersAction) -> None:
@@ -246,12 +279,14 @@ def add_index(sub: argparse._SubParsersAction) -> None:
                    help="faiss index: exact inner product, HNSW, or auto (HNSW above 10,000 photos)")
     p.add_argument("--batch-size", type=int, default=32)
     p.add_argument("--skip-bad", action="store_true", help="leave out photos that do not decode instead of stopping")
+    add_precision_args(p)
 
     def run(a: argparse.Namespace) -> None:
         from .retrieval import load
         from .retrieval.index import build_file
 
-        model = load(a.model, canvas=a.canvas, photo_size=a.photo_size, selector=a.selector)
+        model = load(a.model, canvas=a.canvas, photo_size=a.photo_size, selector=a.selector, precision=a.precision,
+                     memory_format=a.memory_format)
         index = build_file(model, a.photos, a.out, kind=a.kind, batch_size=a.batch_size, skip_bad=a.skip_bad,
                            progress=True)
         for path in index.skipped:
@@ -384,7 +419,7 @@ def add_select(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(run=run)
 
 
-COMMANDS = (add_train, add_ensemble, add_distill, add_select, add_evaluate, add_flops, add_render, add_weights,
+COMMANDS = (add_train, add_ensemble, add_distill, add_export_weights, add_select, add_evaluate, add_flops, add_render, add_weights,
             add_backbones, add_index, add_search, add_export_onnx, add_bench)
 
 

@@ -12,29 +12,44 @@ from tqdm import tqdm
 
 from ..data.datasets import PHOTO_SIZE, PhotoDataset, RetrievalSet, SketchCanvasDataset
 from ..data.render import DEFAULT_RASTER_METHOD
+from ..models.precision import Precision
 from .metrics import retrieval_metrics
 
 
+BRANCHES = ("sketch", "photo")
+
+
 @torch.inference_mode()
-def encode(model: nn.Module, dataset: Dataset, batch_size: int = 64, workers: int = 0, desc: str = "encode",
-           progress: bool = True) -> torch.Tensor:
-    """Embeddings of every item of ``dataset`` (model in eval mode), in order."""
-    model.eval()
+def encode(model: nn.Module, dataset: Dataset, branch: str, batch_size: int = 64, workers: int = 0,
+           desc: str | None = None, progress: bool = True, precision: Precision | None = None) -> torch.Tensor:
+    """fp32 embeddings of every item of ``dataset`` through the model's ``branch`` (sketch or photo), in order.
+
+    ``precision`` (default fp32, contiguous) sets autocast and memory format for the pass.
+    """
+    if branch not in BRANCHES:
+        raise ValueError(f"branch must be one of {BRANCHES}, got {branch!r}")
+    precision = precision or Precision()
+    precision.prepare(model.eval())
+    fn = getattr(model, f"encode_{branch}")
     loader = DataLoader(dataset, batch_size=batch_size, num_workers=workers)
-    return torch.cat([model(x) for x in tqdm(loader, desc=desc, leave=False, disable=not progress)])
+    with precision.autocast():
+        return torch.cat([fn(precision.inputs(x)).float()
+                          for x in tqdm(loader, desc=desc or branch, leave=False, disable=not progress)])
 
 
 def evaluate(model: nn.Module, rset: RetrievalSet, canvas: int = 256, photo_size: int = PHOTO_SIZE,
              batch_size: int = 64, workers: int = 0, raster_method: str = DEFAULT_RASTER_METHOD,
-             photo_emb: torch.Tensor | None = None, progress: bool = True) -> dict:
+             photo_emb: torch.Tensor | None = None, progress: bool = True,
+             precision: Precision | None = None) -> dict:
     """acc@1/5/10 and ranks of ``rset``'s sketches at ``canvas`` against its unique photos.
 
     ``photo_emb`` may be passed in to reuse one gallery encoding across canvases.
     """
     if photo_emb is None:
-        photo_emb = encode(model, PhotoDataset(rset.photos, photo_size), batch_size, workers, "photos", progress)
-    sketch_emb = encode(model, SketchCanvasDataset(rset.sketches, canvas, raster_method), batch_size, workers,
-                        f"sketches@{canvas}", progress)
+        photo_emb = encode(model, PhotoDataset(rset.photos, photo_size), "photo", batch_size, workers, "photos",
+                           progress, precision)
+    sketch_emb = encode(model, SketchCanvasDataset(rset.sketches, canvas, raster_method), "sketch", batch_size,
+                        workers, f"sketches@{canvas}", progress, precision)
     out = retrieval_metrics(sketch_emb, photo_emb, torch.tensor(rset.targets))
     out.update(set=rset.name, canvas=canvas, gallery=len(rset.photos))
     return out

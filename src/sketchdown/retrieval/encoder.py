@@ -1,7 +1,7 @@
-"""The retriever's model: one embedding net for photos and sketches, the canvas each sketch is drawn at, an engine.
+"""The retriever's model: an embedding model for photos and sketches, the canvas each sketch is drawn at, an engine.
 
-Photos and sketches go through the same network (the Siamese teacher and its distilled student alike); only the
-input differs: photos at ``photo_size``, sketches at a fixed canvas or one a selector picks per sketch
+Photos go through the model's photo branch and sketches through its sketch branch (one shared network, or two
+untied towers); photos at ``photo_size``, sketches at a fixed canvas or one a selector picks per sketch
 (SketchyNetV2). A sketch may arrive as a file, a PIL image, an array or strokes; ``as_sketch`` turns each into the
 one ``Sketch`` type so everything after it is shared.
 """
@@ -25,7 +25,8 @@ from ..data.render import REFERENCE_CANVAS, to_canvas, to_tensor
 from ..data.sketch import Sketch
 from ..data.transforms import photo_to_tensor
 from ..errors import InputError, SketchdownError
-from ..models.embed import EmbeddingNet, create_model, load_model, read_checkpoint
+from ..models.embed import Model, create_model, load_model, read_checkpoint
+from ..models.precision import resolve
 from ..models.registry import list_backbones
 
 SketchLike = Union[str, Path, Sketch, Image.Image, np.ndarray, list, tuple, dict]
@@ -43,24 +44,33 @@ class CanvasSelector(Protocol):
 
 
 class Engine(Protocol):
-    """Runs the embedding net: float32 B x 3 x H x W in [0, 1] -> B x D unit vectors."""
+    """Runs one branch of the model: float32 B x 3 x H x W in [0, 1] -> B x D unit vectors."""
 
     name: str
 
-    def __call__(self, images: np.ndarray) -> np.ndarray: ...
+    def __call__(self, images: np.ndarray, branch: str) -> np.ndarray: ...
 
 
 class TorchEngine:
-    """Eager PyTorch on the CPU."""
+    """Eager PyTorch on the CPU, at the precision measured best for the use: batched photos or one sketch."""
 
     name = "torch"
 
-    def __init__(self, model: EmbeddingNet) -> None:
+    def __init__(self, model: Model, precision: str = "auto", memory_format: str = "auto") -> None:
         self.model = model.eval()
+        self.precision = {use: resolve(precision, memory_format, model.config.backbone, use)
+                          for use in ("batch", "query")}
+        self._format: bool | None = None  # the memory format the weights are in now
 
     @torch.inference_mode()
-    def __call__(self, images: np.ndarray) -> np.ndarray:
-        return self.model(torch.from_numpy(images)).numpy()
+    def __call__(self, images: np.ndarray, branch: str) -> np.ndarray:
+        p = self.precision["query" if len(images) == 1 else "batch"]
+        if self._format is not p.channels_last:
+            p.prepare(self.model)
+            self._format = p.channels_last
+        with p.autocast():
+            out = getattr(self.model, f"encode_{branch}")(p.inputs(torch.from_numpy(images)))
+        return out.float().numpy()
 
 
 def as_sketch(sketch: SketchLike) -> Sketch:
@@ -95,7 +105,7 @@ def _array_sketch(a: np.ndarray) -> Sketch:
                                 "(grey) or H x W x 3/4 (colour), or float (N, 3) SketchX points")
 
 
-def model_identity(model: EmbeddingNet, photo_size: int) -> str:
+def model_identity(model: Model, photo_size: int) -> str:
     """sha256 of everything that fixes the photo vectors: config, every weight and buffer, and the photo size."""
     h = hashlib.sha256(json.dumps({"config": asdict(model.config), "photo_size": photo_size}, sort_keys=True).encode())
     for name, t in sorted(model.state_dict().items()):
@@ -114,15 +124,16 @@ def selector_source(selector: CanvasSelector | None) -> str | None:
 class SketchEncoder:
     """A model ready to retrieve: encodes photos for the index and sketches for queries, on one engine."""
 
-    def __init__(self, model: EmbeddingNet, canvas: int = REFERENCE_CANVAS, photo_size: int = PHOTO_SIZE,
+    def __init__(self, model: Model, canvas: int = REFERENCE_CANVAS, photo_size: int = PHOTO_SIZE,
                  selector: CanvasSelector | None = None, source: str | None = None,
-                 engine: Engine | None = None) -> None:
+                 engine: Engine | None = None, precision: str = "auto", memory_format: str = "auto") -> None:
         if canvas < 1 or photo_size < 1:
             raise SketchdownError(f"canvas and photo size must be positive, got {canvas} and {photo_size}")
         self.model = model.eval()
         self.canvas, self.photo_size, self.selector = canvas, photo_size, selector
         self.source = source  # what `load` can rebuild it from; None for a model made in memory
-        self.engine: Engine = engine or TorchEngine(self.model)
+        self.precision, self.memory_format = precision, memory_format  # for the torch engine (auto: measured)
+        self.engine: Engine = engine or TorchEngine(self.model, precision, memory_format)
         self._identity: str | None = None
 
     @property
@@ -148,7 +159,7 @@ class SketchEncoder:
         if engine not in ENGINES:
             raise SketchdownError(f"unknown engine {engine!r}; choose one of {', '.join(ENGINES)}")
         if engine == "torch":
-            runner: Engine = TorchEngine(self.model)
+            runner: Engine = TorchEngine(self.model, self.precision, self.memory_format)
         else:
             from .onnx import OnnxEngine, export_onnx
 
@@ -156,7 +167,8 @@ class SketchEncoder:
             if runner.identity != self.identity:
                 raise SketchdownError(f"{onnx}: exported from another model (identity {runner.identity[:12]}, "
                                       f"this model {self.identity[:12]}); export it again with export-onnx")
-        out = SketchEncoder(self.model, self.canvas, self.photo_size, self.selector, self.source, runner)
+        out = SketchEncoder(self.model, self.canvas, self.photo_size, self.selector, self.source, runner,
+                            self.precision, self.memory_format)
         out._identity = self._identity
         return out
 
@@ -167,7 +179,7 @@ class SketchEncoder:
         """One sketch -> its D unit vector: read, drawn at its canvas, embedded."""
         s = as_sketch(sketch)
         image = to_tensor(to_canvas(s, self.canvas_for(s)))[None].numpy()
-        return self.engine(image)[0]
+        return self.engine(image, "sketch")[0]
 
     def encode_photos(self, paths: Sequence[str | Path], batch_size: int = 32, skip_bad: bool = False,
                       on_batch: Callable[[int], None] | None = None) -> tuple[np.ndarray, list[Path]]:
@@ -186,7 +198,7 @@ class SketchEncoder:
                         raise
                     skipped.append(Path(p))
             if batch:
-                vectors.append(self.engine(np.stack(batch)))
+                vectors.append(self.engine(np.stack(batch), "photo"))
             if on_batch is not None:
                 on_batch(len(paths[start:start + batch_size]))
         out = np.concatenate(vectors) if vectors else np.zeros((0, self.dim), np.float32)
@@ -205,11 +217,12 @@ def load_selector(path: str | Path) -> CanvasSelector:
 
 def load(model: str | Path, canvas: int | None = None, photo_size: int | None = None,
          selector: CanvasSelector | str | Path | None = None, engine: str = "torch",
-         onnx: str | Path | None = None) -> SketchEncoder:
+         onnx: str | Path | None = None, precision: str = "auto", memory_format: str = "auto") -> SketchEncoder:
     """A retriever from a run folder (its best.pt), a checkpoint file, or a registered backbone name (zero-shot
     ImageNet weights). Canvas and photo size default to the ones the run trained and evaluated with, else 256.
     ``selector``: a canvas selector or the path of a trained one; ``onnx``: an exported model file to run on
-    (implies ``engine="onnx"``)."""
+    (implies ``engine="onnx"``); ``precision``/``memory_format``: the torch engine's (``auto``: per backbone, and
+    per use, batched photos or one sketch, from the measured table)."""
     path = Path(model)
     if path.is_dir():
         path = path / "best.pt"
@@ -227,5 +240,6 @@ def load(model: str | Path, canvas: int | None = None, photo_size: int | None = 
                                 f"({', '.join(list_backbones())})")
     if isinstance(selector, (str, Path)):
         selector = load_selector(selector)
-    encoder = SketchEncoder(net, canvas or REFERENCE_CANVAS, photo_size or PHOTO_SIZE, selector, source)
+    encoder = SketchEncoder(net, canvas or REFERENCE_CANVAS, photo_size or PHOTO_SIZE, selector, source,
+                            precision=precision, memory_format=memory_format)
     return encoder if engine == "torch" and onnx is None else encoder.with_engine("onnx" if onnx else engine, onnx)

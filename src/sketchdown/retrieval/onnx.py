@@ -31,6 +31,10 @@ IDENTITY_KEY = "sketchdown.identity"
 
 def export_onnx(encoder: SketchEncoder, path: str | Path | None = None) -> bytes:
     """The ONNX model (input ``image`` B x 3 x H x W, output ``embedding`` B x D); written atomically to ``path``."""
+    if not encoder.model.shared:
+        raise SketchdownError("ONNX export takes one network that embeds sketches and photos alike; this model has "
+                              f"untied or ensembled towers ({type(encoder.model).__name__}): run it on the torch "
+                              "engine")
     buf = io.BytesIO()
     with warnings.catch_warnings():  # torch 2.13 warns about the TorchScript exporter; the dynamo one needs onnxscript
         warnings.filterwarnings("ignore", category=DeprecationWarning)
@@ -70,7 +74,8 @@ class OnnxEngine:
         if not self.identity:
             raise InputError(source, "not exported by sketchdown (no model identity in its metadata)")
 
-    def __call__(self, images: np.ndarray) -> np.ndarray:
+    def __call__(self, images: np.ndarray, branch: str = "sketch") -> np.ndarray:
+        """``branch`` is accepted for the ``Engine`` interface: the exported network serves both."""
         return self.session.run(None, {"image": np.ascontiguousarray(images, dtype=np.float32)})[0]
 
 
@@ -83,7 +88,7 @@ def verify_onnx(encoder: SketchEncoder, model: str | Path | bytes,
     for batch, side in shapes:
         x = rng.random((batch, 3, side, side), dtype=np.float32)
         with torch.inference_mode():
-            expected = encoder.model(torch.from_numpy(x)).numpy()
+            expected = encoder.model.encode_sketch(torch.from_numpy(x)).numpy()
         rows.append({"batch": batch, "side": side, "max_abs_diff": float(np.abs(engine(x) - expected).max())})
     worst = max(rows, key=lambda r: r["max_abs_diff"])
     if worst["max_abs_diff"] > tolerance:

@@ -22,7 +22,7 @@ from ..errors import InputError
 from ..eval.evaluate import encode
 from ..eval.flops import backbone_cost
 from ..eval.metrics import true_ranks
-from ..models.embed import EmbeddingNet
+from ..models.embed import Model
 
 TRIPLET_MARGIN = 0.2  # the margin the students are trained with (losses.triplet_loss default)
 
@@ -82,7 +82,7 @@ class Bank:
             raise InputError(path, f"not a readable sketchdown bank ({type(err).__name__}: {err})") from None
 
 
-def bank_key(student: EmbeddingNet, rset: RetrievalSet, canvases: tuple[int, ...], photo_size: int,
+def bank_key(student: Model, rset: RetrievalSet, canvases: tuple[int, ...], photo_size: int,
              raster_method: str) -> str:
     """Hash of the student's weights, the set's files and the settings a bank depends on."""
     h = hashlib.blake2b(digest_size=16)
@@ -104,19 +104,19 @@ def mean_triplet(scores: torch.Tensor, targets: torch.Tensor, margin: float = TR
 
 
 @torch.inference_mode()
-def build_bank(student: EmbeddingNet, rset: RetrievalSet, canvases: tuple[int, ...] = CANVASES,
+def build_bank(student: Model, rset: RetrievalSet, canvases: tuple[int, ...] = CANVASES,
                photo_size: int = PHOTO_SIZE, raster_method: str = DEFAULT_RASTER_METHOD, batch_size: int = 64,
                progress: bool = True) -> Bank:
     """Encode every sketch at every canvas and the gallery once; rank the true photo for each pair."""
     canvases = tuple(sorted(canvases))
     sketches = [load_sketch(s) for s in rset.sketches]
-    photo_emb = encode(student, PhotoDataset(rset.photos, photo_size), batch_size, desc="photos", progress=progress)
-    sketch_emb = torch.stack([encode(student, SketchCanvasDataset(sketches, c, raster_method), batch_size,
+    photo_emb = encode(student, PhotoDataset(rset.photos, photo_size), "photo", batch_size, desc="photos", progress=progress)
+    sketch_emb = torch.stack([encode(student, SketchCanvasDataset(sketches, c, raster_method), "sketch", batch_size,
                                      desc=f"sketches@{c}", progress=progress) for c in canvases], dim=1)
     targets = torch.tensor(rset.targets)
     scores = torch.einsum("nkd,pd->nkp", sketch_emb, photo_emb)
     ranks = torch.stack([torch.from_numpy(true_ranks(scores[:, k], targets)) for k in range(len(canvases))], 1)
-    costs = [backbone_cost(student.backbone, c) for c in canvases]
+    costs = [backbone_cost(student.sketch_tower.backbone, c) for c in canvases]
     vector = all(s.is_vector for s in sketches)
     return Bank(
         name=rset.name, key=bank_key(student, rset, canvases, photo_size, raster_method), canvases=canvases,
@@ -128,7 +128,7 @@ def build_bank(student: EmbeddingNet, rset: RetrievalSet, canvases: tuple[int, .
         frames=torch.tensor([[s.width, s.height] for s in sketches]) if vector else None)
 
 
-def cached_bank(path: str | Path, student: EmbeddingNet, rset: RetrievalSet, canvases: tuple[int, ...] = CANVASES,
+def cached_bank(path: str | Path, student: Model, rset: RetrievalSet, canvases: tuple[int, ...] = CANVASES,
                 photo_size: int = PHOTO_SIZE, raster_method: str = DEFAULT_RASTER_METHOD,
                 progress: bool = True) -> Bank:
     """The bank at ``path`` if it was made from this very student, set and settings; else build and save it."""

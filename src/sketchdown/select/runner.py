@@ -15,7 +15,7 @@ import torch
 from ..data.datasets import RetrievalSet, load_set
 from ..errors import SketchdownError
 from ..eval.evaluate import write_json
-from ..models.embed import EmbeddingNet
+from ..models.embed import Model
 from ..retrieval.encoder import load
 from ..train.loop import Run
 from .bank import Bank, cached_bank
@@ -39,7 +39,7 @@ def split_sets(cfg: SelectConfig) -> dict[str, RetrievalSet]:
     return {k: head(v, cfg.limit) for k, v in sets.items()} if cfg.limit else sets
 
 
-def banks_for(cfg: SelectConfig, student: EmbeddingNet, folder: str | Path,
+def banks_for(cfg: SelectConfig, student: Model, folder: str | Path,
               progress: bool = True) -> dict[str, Bank]:
     """The student's bank of each split, reused from ``folder`` when it was made from the same student and data."""
     return {name: cached_bank(Path(folder) / f"{name}.pt", student, rset, tuple(cfg.canvases), cfg.photo_size,

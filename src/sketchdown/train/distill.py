@@ -5,8 +5,10 @@ canvas (photos stay full size), so one student serves every canvas. L_RKD compar
 (sketch-positive, sketch-negative, positive-negative; or every pair of the batch with ``relation=batch``) in the
 teacher's and the student's spaces with a Huber loss. Optionally, unpaired photos add photo-photo relations.
 
-With ``cache_views`` the teacher's embeddings of every cached view are computed once (the teacher is frozen, and
-the student's views are the same images: same view seed), so a step costs only the student's unfrozen blocks.
+By default every student layer trains on fresh augmentations and the frozen teacher embeds the same batch under
+no_grad. With ``cache_views`` (shared-tower students only) the teacher's embeddings of every cached view are
+computed once (the teacher is frozen, and the student's views are the same images: same view seed), so a step
+costs only the student's unfrozen blocks.
 """
 
 from __future__ import annotations
@@ -23,10 +25,13 @@ from ..data.io import RASTER_SUFFIXES
 from ..data.render import CANVASES
 from ..errors import InputError, SketchdownError
 from ..losses import rkd_batch_loss, rkd_photo_loss, rkd_triplet_loss, triplet_loss
-from ..models.embed import EmbeddingNet, EnsembleNet, load_model, read_checkpoint
+from ..eval.evaluate import encode, evaluate
+from ..data.datasets import PhotoDataset
+from ..models.embed import EmbeddingNet, EnsembleNet, Model, load_model, read_checkpoint
+from ..models.precision import Precision, resolve
 from .cache import CachedTriplets, TrunkViews, trunk_views, validate_cached
 from .loop import Run, fit, test_best
-from .triplet import TrainConfig, build_sets, embedder
+from .triplet import TrainConfig, build_sets, embedders
 
 RELATIONS = ("triplet", "batch")
 
@@ -57,7 +62,7 @@ class DistillConfig(TrainConfig):
             raise ValueError("unlabelled photos need cache_views > 0")
 
 
-def load_teacher(spec: str) -> tuple[EmbeddingNet | EnsembleNet, dict]:
+def load_teacher(spec: str) -> tuple[Model, dict]:
     """The frozen teacher and its training config (for its frozen blocks and canvas)."""
     path = Path(spec)
     ckpt_path = path / "best.pt" if path.is_dir() else path
@@ -132,23 +137,25 @@ class DistillTriplets(Dataset):
         return item
 
 
-def distill_step(cfg: DistillConfig, from_block: int, teacher: EmbeddingNet):
-    """Per-batch student loss; teacher embeddings come from the batch (cached) or the frozen teacher."""
+def distill_step(cfg: DistillConfig, from_block: int, teacher: Model, teacher_canvas: int):
+    """Per-batch student loss; teacher embeddings come from the batch (cached) or the frozen teacher, which sees
+    the sketch at ``teacher_canvas`` (one of the batch's canvases)."""
 
     def teacher_of(batch: dict) -> dict:
         if "teacher" in batch:
             return batch["teacher"]
         with torch.no_grad():
-            return {"sketch": teacher(batch["sketch"][max(cfg.canvases)]), "positive": teacher(batch["positive"]),
-                    "negative": teacher(batch["negative"])}
+            return {"sketch": teacher.encode_sketch(batch["sketch"][teacher_canvas]).float(),
+                    "positive": teacher.encode_photo(batch["positive"]).float(),
+                    "negative": teacher.encode_photo(batch["negative"]).float()}
 
-    def step(model: EmbeddingNet, batch: dict) -> tuple[torch.Tensor, dict[str, float]]:
-        embed = embedder(model, from_block)
+    def step(model: Model, batch: dict) -> tuple[torch.Tensor, dict[str, float]]:
+        embed_sketch, embed = embedders(model, from_block)
         t = teacher_of(batch)
         pos, neg = embed(batch["positive"]), embed(batch["negative"])
         tri_terms, rkd_terms = [], []
         for c in cfg.canvases:
-            sk = embed(batch["sketch"][c])
+            sk = embed_sketch(batch["sketch"][c])
             tri_terms.append(triplet_loss(sk, pos, neg, batch["target"], batch["negative_index"], cfg.margin,
                                           cfg.mining))
             if cfg.relation == "triplet":
@@ -168,9 +175,17 @@ def distill_step(cfg: DistillConfig, from_block: int, teacher: EmbeddingNet):
     return step
 
 
-def validate_canvases(model: EmbeddingNet, views: TrunkViews, rset: RetrievalSet, canvases: tuple[int, ...]) -> dict:
-    """Validation metrics averaged over the canvases: one student must serve all of them."""
-    per = [validate_cached(model, views, rset, c) for c in canvases]
+def validate_canvases(model: Model, rset: RetrievalSet, canvases: tuple[int, ...], cfg: DistillConfig,
+                      views: TrunkViews | None = None, precision: Precision | None = None) -> dict:
+    """Validation metrics averaged over the canvases (one student must serve all of them), from cached trunk
+    ``views`` or from the images (one photo encoding for every canvas)."""
+    if views is not None:
+        per = [validate_cached(model, views, rset, c) for c in canvases]
+    else:
+        photos = encode(model, PhotoDataset(rset.photos, cfg.photo_size), "photo", precision=precision,
+                        progress=False)
+        per = [evaluate(model, rset, c, cfg.photo_size, raster_method=cfg.raster_method, photo_emb=photos,
+                        precision=precision, progress=False) for c in canvases]
     out = {k: sum(m[k] for m in per) / len(per) for k in ("acc1", "acc5", "acc10", "mean_rank")}
     out.update({f"acc1@{c}": m["acc1"] for c, m in zip(canvases, per)})
     return out
@@ -178,15 +193,29 @@ def validate_canvases(model: EmbeddingNet, views: TrunkViews, rset: RetrievalSet
 
 def distill(cfg: DistillConfig, out: str | Path, resume: bool = False, progress: bool = True) -> dict:
     """Distil (or resume) a student in ``out``; returns the best validation record and test metrics."""
-    if not cfg.cache_views:
-        raise SketchdownError("distillation here runs on cached trunk views: pass --freeze-blocks K --cache-views V")
+    teacher, t_cfg = load_teacher(cfg.teacher)
+    teacher_canvas = int(t_cfg.get("eval_canvas", max(cfg.canvases)))
+    if teacher_canvas not in cfg.canvases:
+        raise SketchdownError(f"the teacher retrieves at canvas {teacher_canvas}, which is not among the student's "
+                              f"canvases {list(cfg.canvases)}")
+    if cfg.cache_views and not teacher.shared:
+        raise SketchdownError("cached views need a teacher whose sketch and photo towers are one network; this "
+                              "teacher has untied towers: distil without --cache-views (every layer trains)")
     run = Run(out)
     if not resume:
         run.start(cfg)
     torch.manual_seed(cfg.seed)
-    teacher, t_cfg = load_teacher(cfg.teacher)
-    student = EmbeddingNet(cfg.model_config())
+    student = cfg.build_model()
     train_set, val_set, test_set = build_sets(cfg)
+    if not cfg.cache_views:
+        precision = resolve(cfg.precision, cfg.memory_format, cfg.backbone, "batch")
+        resolve(cfg.precision, cfg.memory_format, t_cfg.get("backbone", ""), "train").prepare(teacher)
+        ds = TripletDataset(train_set, cfg.canvases, cfg.photo_size, augment=cfg.augment, seed=cfg.seed,
+                            raster_method=cfg.raster_method)
+        best = fit(student, distill_step(cfg, 0, teacher, teacher_canvas), ds,
+                   lambda m: validate_canvases(m, val_set, cfg.canvases, cfg, precision=precision), cfg, run,
+                   resume=resume, progress=progress)
+        return {"best": best, "test": _test(run, test_set, cfg)}
     k, v = cfg.freeze_blocks, cfg.cache_views
 
     def views_of(net: EmbeddingNet, blocks: int, rset: RetrievalSet, canvases: tuple[int, ...], n: int,
@@ -203,9 +232,12 @@ def distill(cfg: DistillConfig, out: str | Path, resume: bool = False, progress:
         unlabelled = (u_views, teacher_views(teacher, t_cfg, u_set, v, cfg, True, progress)[1])
     ds = DistillTriplets(CachedTriplets(train_set, s_views, cfg.seed), t_sketches, t_photos, unlabelled)
     val_views = views_of(student, k, val_set, cfg.canvases, 1, False)
-    best = fit(student, distill_step(cfg, k, teacher), ds,
-               lambda m: validate_canvases(m, val_views, val_set, cfg.canvases), cfg, run, resume=resume,
+    best = fit(student, distill_step(cfg, k, teacher, teacher_canvas), ds,
+               lambda m: validate_canvases(m, val_set, cfg.canvases, cfg, views=val_views), cfg, run, resume=resume,
                progress=progress)
+    return {"best": best, "test": _test(run, test_set, cfg)}
+
+
+def _test(run: Run, test_set: RetrievalSet | None, cfg: DistillConfig) -> list[dict]:
     canvases = tuple(sorted({*cfg.canvases, *cfg.test_canvases}))
-    test = test_best(run, test_set, canvases, cfg.photo_size, cfg.raster_method) if test_set else []
-    return {"best": best, "test": test}
+    return test_best(run, test_set, canvases, cfg) if test_set else []

@@ -14,6 +14,7 @@ from ..config import build
 from ..errors import InputError
 from ..eval.evaluate import evaluate
 from ..models.embed import load_model, read_checkpoint, save_ensemble
+from ..models.precision import resolve
 from .loop import Run, test_best
 from .triplet import TrainConfig, build_sets
 
@@ -22,6 +23,8 @@ from .triplet import TrainConfig, build_sets
 class EnsembleConfig:
     members: tuple[str, ...] = field(default=(), metadata={"help": "run folders (or checkpoints) to combine"})
     data: str | None = field(default=None, metadata={"help": "data root (default ../shared/data)"})
+    precision: str = field(default="auto", metadata={"help": "fp32, bf16 or auto, for scoring"})
+    memory_format: str = field(default="auto", metadata={"help": "contiguous, channels_last or auto"})
 
     def __post_init__(self) -> None:
         if len(self.members) < 2:
@@ -40,7 +43,8 @@ def build_ensemble(cfg: EnsembleConfig, out: str | Path, resume: bool = False, p
     if any(c is None for c in configs):
         raise InputError(paths[configs.index(None)], "not a training run checkpoint (no config)")
     values = {k: v for k, v in configs[0].items() if k in TrainConfig.__dataclass_fields__}
-    first = build(TrainConfig, {**values, "data": cfg.data or values.get("data")}, str(paths[0]))
+    first = build(TrainConfig, {**values, "data": cfg.data or values.get("data"), "precision": cfg.precision,
+                                "memory_format": cfg.memory_format}, str(paths[0]))
     run = Run(out)
     run.start(cfg, overwrite=resume)
     summary = {"backbone": "+".join(c["backbone"] for c in configs), "members": configs,
@@ -48,9 +52,10 @@ def build_ensemble(cfg: EnsembleConfig, out: str | Path, resume: bool = False, p
     save_ensemble(run.path / "best.pt", paths, config=summary)
     _, val_set, test_set = build_sets(first)
     model = load_model(run.path / "best.pt")
+    precision = resolve(cfg.precision, cfg.memory_format, first.backbone, "batch")
     val = evaluate(model, val_set, first.eval_canvas, first.photo_size, raster_method=first.raster_method,
-                   progress=progress)
+                   precision=precision, progress=progress)
     record = {"epoch": 0, **{f"val_{k}": v for k, v in val.items() if isinstance(v, (int, float))}}
     run.log(record)
-    test = test_best(run, test_set, (first.eval_canvas,), first.photo_size, first.raster_method) if test_set else []
+    test = test_best(run, test_set, (first.eval_canvas,), first) if test_set else []
     return {"best": record, "test": test}

@@ -25,13 +25,14 @@ from torch.utils.data import DataLoader, Dataset, RandomSampler
 from tqdm import tqdm
 
 from ..config import write_yaml
-from ..data.datasets import RetrievalSet, item_seed
+from ..data.datasets import PhotoDataset, RetrievalSet, item_seed
 from ..errors import SketchdownError
-from ..eval.evaluate import evaluate, write_json
-from ..models.embed import EmbeddingNet, read_checkpoint, save_checkpoint
+from ..eval.evaluate import encode, evaluate, write_json
+from ..models.embed import Model, read_checkpoint, save_checkpoint
+from ..models.precision import resolve
 
-StepFn = Callable[[EmbeddingNet, dict], tuple[torch.Tensor, dict[str, float]]]
-ValidateFn = Callable[[EmbeddingNet], dict]
+StepFn = Callable[[Model, dict], tuple[torch.Tensor, dict[str, float]]]
+ValidateFn = Callable[[Model], dict]
 
 
 def lr_at(step: int, total: int, warmup: int, base: float) -> float:
@@ -41,9 +42,9 @@ def lr_at(step: int, total: int, warmup: int, base: float) -> float:
     return base * 0.5 * (1 + math.cos(math.pi * (step - warmup) / max(1, total - warmup)))
 
 
-def freeze_leading(model: EmbeddingNet, k: int) -> list[nn.Module]:
-    """Freeze the first ``k`` backbone blocks (weights and batch-norm statistics); returns them."""
-    blocks = model.backbone.blocks()[:k]
+def freeze_leading(model: Model, k: int) -> list[nn.Module]:
+    """Freeze the first ``k`` backbone blocks of every tower (weights and batch-norm statistics); returns them."""
+    blocks = [b for tower in model.towers.values() for b in tower.backbone.blocks()[:k]]
     for block in blocks:
         block.requires_grad_(False)
     return blocks
@@ -77,13 +78,16 @@ class Run:
         return [json.loads(line) for line in path.read_text().splitlines() if line] if path.exists() else []
 
 
-def fit(model: EmbeddingNet, step_fn: StepFn, train_ds: Dataset, validate: ValidateFn, config, run: Run,
+def fit(model: Model, step_fn: StepFn, train_ds: Dataset, validate: ValidateFn, config, run: Run,
         resume: bool = False, progress: bool = True) -> dict:
     """Train ``model`` with ``step_fn`` for ``config.epochs``; returns the best validation record.
 
     ``train_ds`` has ``set_epoch``; ``validate(model)`` returns retrieval metrics on held-out data. ``config``
-    needs: epochs, batch_size, lr, weight_decay, warmup_epochs, seed, workers, freeze_blocks, steps_per_epoch.
+    needs: epochs, batch_size, lr, weight_decay, warmup_epochs, seed, workers, freeze_blocks, steps_per_epoch,
+    precision, memory_format. The step runs under the "train" precision (bf16 autocast keeps fp32 master weights,
+    and the losses are computed in fp32 by the step).
     """
+    precision = resolve(config.precision, config.memory_format, config.backbone, "train")
     frozen = freeze_leading(model, config.freeze_blocks)
     params = [p for p in model.parameters() if p.requires_grad]
     opt = torch.optim.AdamW(params, lr=config.lr, weight_decay=config.weight_decay)
@@ -107,7 +111,7 @@ def fit(model: EmbeddingNet, step_fn: StepFn, train_ds: Dataset, validate: Valid
         sampler = RandomSampler(train_ds, generator=torch.Generator().manual_seed(item_seed(config.seed, epoch)))
         loader = DataLoader(train_ds, batch_size=config.batch_size, sampler=sampler, drop_last=True,
                             num_workers=config.workers)
-        model.train()
+        precision.prepare(model.train())  # validation may have put the weights in its own memory format
         for block in frozen:
             block.eval()
         losses: dict[str, float] = {}
@@ -117,7 +121,8 @@ def fit(model: EmbeddingNet, step_fn: StepFn, train_ds: Dataset, validate: Valid
                 break
             for group in opt.param_groups:
                 group["lr"] = lr_at(epoch * steps + i, total, warmup, config.lr)
-            loss, logs = step_fn(model, batch)
+            with precision.autocast():
+                loss, logs = step_fn(model, batch)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
@@ -127,7 +132,8 @@ def fit(model: EmbeddingNet, step_fn: StepFn, train_ds: Dataset, validate: Valid
         val = validate(model)
         record = {"epoch": epoch, **{f"train_{k}": v for k, v in losses.items()},
                   **{f"val_{k}": v for k, v in val.items() if isinstance(v, (int, float))},
-                  "lr": opt.param_groups[0]["lr"], "seconds": round(time.time() - t0, 1)}
+                  "lr": opt.param_groups[0]["lr"], "seconds": round(time.time() - t0, 1),
+                  "precision": precision.name}
         run.log(record)
         if progress:
             print(f"epoch {epoch + 1}/{config.epochs}  loss {losses['loss']:.4f}  val acc@1 {val['acc1']:.2f}  "
@@ -140,13 +146,15 @@ def fit(model: EmbeddingNet, step_fn: StepFn, train_ds: Dataset, validate: Valid
     return best
 
 
-def test_best(run: Run, test_set: RetrievalSet, canvases: tuple[int, ...], photo_size: int,
-              raster_method: str) -> list[dict]:
+def test_best(run: Run, test_set: RetrievalSet, canvases: tuple[int, ...], config) -> list[dict]:
     """Evaluate the best checkpoint on the test split (once, after training; never used for selection)."""
     from ..models.embed import load_model
 
     model = load_model(run.path / "best.pt")
-    results = [evaluate(model, test_set, c, photo_size, raster_method=raster_method, progress=False)
-               for c in canvases]
+    precision = resolve(config.precision, config.memory_format, config.backbone, "batch")
+    photos = encode(model, PhotoDataset(test_set.photos, config.photo_size), "photo", precision=precision,
+                    progress=False)
+    results = [evaluate(model, test_set, c, config.photo_size, raster_method=config.raster_method,
+                        photo_emb=photos, precision=precision, progress=False) for c in canvases]
     write_json(results, run.path / "test.json")
     return results

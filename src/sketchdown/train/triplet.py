@@ -1,4 +1,6 @@
-"""Triplet training of one backbone shared by sketch and photo: the teacher and the direct baselines."""
+"""Triplet training of a sketch/photo embedding model (shared or untied towers): the teacher and the direct
+baselines. Every layer trains by default, with fresh augmentation each epoch; ``freeze_blocks`` + ``cache_views``
+is the cheaper frozen-trunk option for shared towers."""
 
 from __future__ import annotations
 
@@ -13,7 +15,8 @@ from ..data.render import DEFAULT_RASTER_METHOD, RASTER_METHODS
 from ..errors import SketchdownError
 from ..eval.evaluate import evaluate
 from ..losses import MINING, triplet_loss
-from ..models.embed import EmbeddingNet, ModelConfig
+from ..models.embed import BRANCHES, EmbeddingNet, Model, create_model
+from ..models.precision import resolve
 from .cache import CachedTriplets, trunk_views, validate_cached
 from .loop import Run, ValidateFn, fit, test_best
 
@@ -24,6 +27,12 @@ class TrainConfig:
 
     backbone: str = field(default="mobilenet_v2", metadata={"help": "registered backbone"})
     weights: str = field(default="auto", metadata={"help": "initial weights: auto, none, a source name or a file"})
+    branches: str = field(default="untied", metadata={"help": "shared (one network for sketches and photos) or "
+                                                              "untied (a sketch and a photo network)"})
+    sketch_backbone: str | None = field(default=None, metadata={"help": "backbone of the untied sketch tower "
+                                                                        "(default: the same as the photo tower)"})
+    canvas_stats: bool = field(default=True, metadata={"help": "untied sketch tower trained at several canvases: "
+                                                                "batch-norm statistics per canvas"})
     embed_dim: int | None = field(default=None, metadata={"help": "projection size (None: pooled features)"})
     pool: str = field(default="avg", metadata={"help": "global pooling: avg or max"})
     train_sets: tuple[str, ...] = field(default=("shoes-v1",), metadata={"help": "sets whose train split is used"})
@@ -49,6 +58,9 @@ class TrainConfig:
     augment: bool = field(default=True, metadata={"help": "sketch and photo augmentation"})
     raster_method: str = field(default=DEFAULT_RASTER_METHOD, metadata={"help": "raster sketch downscaling: "
                                                                                + ", ".join(RASTER_METHODS)})
+    precision: str = field(default="auto", metadata={"help": "fp32, bf16 (autocast) or auto (per backbone and "
+                                                              "use, from the measured table)"})
+    memory_format: str = field(default="auto", metadata={"help": "contiguous, channels_last or auto"})
     seed: int = field(default=0, metadata={"help": "seed for sampling, augmentation and init"})
     workers: int = field(default=0, metadata={"help": "data-loader worker processes"})
     limit: int | None = field(default=None, metadata={"help": "use only the first N training sketches (smoke runs)"})
@@ -63,9 +75,18 @@ class TrainConfig:
             raise ValueError(f"raster_method must be one of {RASTER_METHODS}")
         if self.cache_views and not self.freeze_blocks:
             raise ValueError("cache_views needs freeze_blocks > 0 (only frozen blocks can be cached)")
+        if self.cache_views and self.branches != "shared":
+            raise ValueError("the frozen-trunk cache serves shared towers only; use branches=shared or no cache")
+        if self.branches not in BRANCHES:
+            raise ValueError(f"branches must be one of {BRANCHES}")
+        if self.sketch_backbone and self.branches != "untied":
+            raise ValueError("sketch_backbone needs branches=untied")
+        resolve(self.precision, self.memory_format)  # raises on an unknown value
 
-    def model_config(self) -> ModelConfig:
-        return ModelConfig(backbone=self.backbone, embed_dim=self.embed_dim, pool=self.pool, weights=self.weights)
+    def build_model(self) -> Model:
+        per_canvas = self.canvas_stats and self.branches == "untied" and len(self.canvases) > 1
+        return create_model(self.backbone, self.embed_dim, self.pool, self.weights, self.branches,
+                            self.sketch_backbone, tuple(self.canvases) if per_canvas else ())
 
 
 def build_sets(cfg: TrainConfig) -> tuple[RetrievalSet, RetrievalSet, RetrievalSet | None]:
@@ -85,18 +106,22 @@ def build_sets(cfg: TrainConfig) -> tuple[RetrievalSet, RetrievalSet, RetrievalS
     return train, val, test
 
 
-def embedder(model: EmbeddingNet, from_block: int):
-    """Images -> embeddings, or cached trunk features of ``from_block`` blocks -> embeddings."""
-    return (lambda x: model.forward_from(x.float(), from_block)) if from_block else model
+def embedders(model: Model, from_block: int):
+    """(sketch, photo) functions: images -> fp32 embeddings, or cached trunk features of ``from_block`` blocks of a
+    shared tower -> fp32 embeddings (losses stay fp32 under bf16 autocast)."""
+    if from_block:
+        fn = lambda x: model.forward_from(x.float(), from_block).float()  # noqa: E731
+        return fn, fn
+    return (lambda x: model.encode_sketch(x).float()), (lambda x: model.encode_photo(x).float())
 
 
 def triplet_step(cfg: TrainConfig, from_block: int = 0):
     """The per-batch loss: triplet loss averaged over the sketch canvases."""
 
-    def step(model: EmbeddingNet, batch: dict) -> tuple[torch.Tensor, dict[str, float]]:
-        embed = embedder(model, from_block)
-        pos, neg = embed(batch["positive"]), embed(batch["negative"])
-        losses = [triplet_loss(embed(batch["sketch"][c]), pos, neg, batch["target"], batch["negative_index"],
+    def step(model: Model, batch: dict) -> tuple[torch.Tensor, dict[str, float]]:
+        sketch, photo = embedders(model, from_block)
+        pos, neg = photo(batch["positive"]), photo(batch["negative"])
+        losses = [triplet_loss(sketch(batch["sketch"][c]), pos, neg, batch["target"], batch["negative_index"],
                                cfg.margin, cfg.mining) for c in cfg.canvases]
         return torch.stack(losses).mean(), {}
 
@@ -109,8 +134,9 @@ def training_data(cfg, model: EmbeddingNet, train_set: RetrievalSet, val_set: Re
     ds = TripletDataset(train_set, cfg.canvases, cfg.photo_size, augment=cfg.augment, seed=cfg.seed,
                         raster_method=cfg.raster_method)
     if not cfg.cache_views:
+        precision = resolve(cfg.precision, cfg.memory_format, cfg.backbone, "batch")
         return ds, lambda m: evaluate(m, val_set, cfg.eval_canvas, cfg.photo_size, raster_method=cfg.raster_method,
-                                      progress=False), 0
+                                      precision=precision, progress=False), 0
     k = cfg.freeze_blocks
     views = trunk_views(model, k, ds, cfg.cache_views, progress=progress)
     val_ds = TripletDataset(val_set, (cfg.eval_canvas,), cfg.photo_size, augment=False,
@@ -126,10 +152,10 @@ def train(cfg: TrainConfig, out: str | Path, resume: bool = False, progress: boo
     if not resume:
         run.start(cfg)
     torch.manual_seed(cfg.seed)
-    model = EmbeddingNet(cfg.model_config())
+    model = cfg.build_model()
     train_set, val_set, test_set = build_sets(cfg)
     ds, validate, from_block = training_data(cfg, model, train_set, val_set, progress)
     best = fit(model, triplet_step(cfg, from_block), ds, validate, cfg, run, resume=resume, progress=progress)
     canvases = tuple(sorted({cfg.eval_canvas, *cfg.canvases, *cfg.test_canvases}))
-    test = test_best(run, test_set, canvases, cfg.photo_size, cfg.raster_method) if test_set else []
+    test = test_best(run, test_set, canvases, cfg) if test_set else []
     return {"best": best, "test": test}

