@@ -4,10 +4,10 @@ Uses: a training step (forward + backward + AdamW on a batch; images/s), batched
 evaluation; images/s) and a batch-1 query (ms). Settings: fp32 / bf16 autocast x contiguous / channels_last, at
 canvases 32/64/128/256. Training and batched figures are the best of a few repeats (the least disturbed one); the
 query figure is the median with its spread, flagged when the machine was busy. Writes results/throughput.json and
-.md, the README block ``throughput``, and the package's ``precision_table.json``: per backbone and use, the setting
-with the best geometric mean over the canvases, which ``--precision auto`` then uses.
+.md, the README block ``throughput``, and the package's ``precision_table.json``: per backbone and use, the fastest
+setting (at 256 for training and batches, over all canvases for a query), which ``--precision auto`` then uses.
 
-    python benchmarks/throughput.py                       # every backbone (about 10 minutes on 2 cores)
+    python benchmarks/throughput.py                       # every backbone (about 15 minutes on 2 cores)
     python benchmarks/throughput.py --backbones mobilenet_v2 vgg16 --threads 2
 """
 
@@ -28,7 +28,7 @@ import torch
 
 from sketchdown.eval.evaluate import write_json
 from sketchdown.eval.flops import measure_latency
-from sketchdown.models.precision import TABLE, USES, Precision
+from sketchdown.models.precision import TABLE, Precision
 from sketchdown.models.registry import create_backbone, list_backbones
 from tables import replace_block
 
@@ -40,14 +40,16 @@ def get_args_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--backbones", nargs="+", default=None, help="default: every registered backbone")
     p.add_argument("--canvases", type=int, nargs="+", default=list(CANVASES))
-    p.add_argument("--train-batch", type=int, default=8)
+    p.add_argument("--train-batch", type=int, default=16, help="the training runs' batch (default 16)")
     p.add_argument("--batch", type=int, default=16, help="batch of the batched-inference figure")
-    p.add_argument("--repeats", type=int, default=2, help="timed training/batched steps (best is kept)")
+    p.add_argument("--repeats", type=int, default=3, help="timed training/batched steps (best is kept)")
     p.add_argument("--query-repeats", type=int, default=15)
     p.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's, all cores)")
     p.add_argument("--results", type=Path, default=Path("results"))
     p.add_argument("--readme", type=Path, default=Path("README.md"))
     p.add_argument("--table", type=Path, default=TABLE, help="where the auto-precision table goes")
+    p.add_argument("--render-only", action="store_true", help="measure nothing: choose and render again from "
+                                                              "results/throughput.json")
     return p
 
 
@@ -104,33 +106,33 @@ def bf16_conv_kernel() -> str:
     return "unknown"
 
 
+# The canvases each use is judged at: a training step and batched inference spend most of their time on 256 px
+# photos (and the 256 sketch canvas); a query may be drawn at any canvas, so it is judged over all of them.
+JUDGED_AT = {"train": (256,), "batch": (256,), "query": None}
+KEYS = {"train": "train_img_s", "batch": "batch_img_s", "query": "query_ms"}
+
+
 def choose(rows: list[dict]) -> dict:
-    """Per backbone and use, the setting with the best geometric mean over canvases."""
-    table: dict = {}
-    for b in sorted({r["backbone"] for r in rows}):
-        table[b] = {}
-        for use, key, better in (("train", "train_img_s", max), ("batch", "batch_img_s", max),
-                                 ("query", "query_ms", min)):
-            score = {}
-            for s in SETTINGS:
-                vals = [r[key] for r in rows if r["backbone"] == b and r["setting"] == s.name]
-                score[s] = math.exp(sum(math.log(v) for v in vals) / len(vals))
-            best = better(score, key=score.get)
-            table[b][use] = {"precision": best.dtype, "channels_last": best.channels_last}
-    assert set(USES) == {"train", "batch", "query"}
-    return table
+    """Per backbone and use, the setting with the best speed-up over fp32 (geometric mean over the judged
+    canvases)."""
+    return {b: {use: _as_entry(max(SETTINGS, key=lambda s: _ratio(rows, b, s.name, use))) for use in KEYS}
+            for b in sorted({r["backbone"] for r in rows})}
 
 
-def _ratio(rows: list[dict], backbone: str, setting: str, key: str) -> float:
-    """Geometric mean over canvases of this setting's speed-up over fp32 contiguous (above 1: faster)."""
+def _as_entry(p: Precision) -> dict:
+    return {"precision": p.dtype, "channels_last": p.channels_last}
+
+
+def _ratio(rows: list[dict], backbone: str, setting: str, use: str) -> float:
+    """Geometric mean, over the canvases ``use`` is judged at, of this setting's speed-up over fp32 contiguous."""
+    key, judged = KEYS[use], JUDGED_AT[use]
     logs = []
     for r in rows:
-        if r["backbone"] == backbone and r["setting"] == setting:
+        if r["backbone"] == backbone and r["setting"] == setting and (judged is None or r["canvas"] in judged):
             base = next(b for b in rows if b["backbone"] == backbone and b["canvas"] == r["canvas"]
                         and b["setting"] == "fp32")
-            x = base[key] / r[key] if key == "query_ms" else r[key] / base[key]
-            logs.append(math.log(x))
-    return math.exp(sum(logs) / len(logs))
+            logs.append(math.log(base[key] / r[key] if use == "query" else r[key] / base[key]))
+    return math.exp(sum(logs) / len(logs)) if logs else 0.0
 
 
 def summary(rows: list[dict], auto: dict, meta: dict) -> str:
@@ -139,18 +141,17 @@ def summary(rows: list[dict], auto: dict, meta: dict) -> str:
     lines = ["| backbone | use | fp32 at 256 | " + " | ".join(f"{n} x" for n in names) + " | auto |",
              "|---|---|---:|" + "---:|" * len(names) + "---|"]
     for b, uses in auto.items():
-        for use, key, unit in (("train", "train_img_s", "img/s"), ("batch", "batch_img_s", "img/s"),
-                               ("query", "query_ms", "ms")):
-            base = [r for r in rows if r["backbone"] == b and r["setting"] == "fp32"]
-            at = max(base, key=lambda r: r["canvas"])
+        for use, unit in (("train", "img/s"), ("batch", "img/s"), ("query", "ms")):
+            at = next(r for r in rows if r["backbone"] == b and r["setting"] == "fp32" and r["canvas"] == 256)
             chosen = uses[use]
-            lines.append(f"| {b} | {use} | {at[key]:.1f} {unit} | "
-                         + " | ".join(f"{_ratio(rows, b, n, key):.2f}" for n in names)
+            lines.append(f"| {b} | {use} | {at[KEYS[use]]:.1f} {unit} | "
+                         + " | ".join(f"{_ratio(rows, b, n, use):.2f}" for n in names)
                          + f" | {chosen['precision']}{'+channels_last' if chosen['channels_last'] else ''} |")
-    lines.append(f"\n`x` = speed-up over fp32 contiguous, geometric mean over canvases {meta['canvases']} (below 1: "
-                 f"slower). Train = forward + backward + AdamW, batch {meta['train_batch']}; batched = inference, "
-                 f"batch {meta['batch']}; query = batch 1, median. {meta['cpu']}, {meta['threads']} threads, "
-                 f"torch {meta['torch']}, bf16 convolutions run on oneDNN `{meta['bf16_conv_kernel']}`. Per canvas: "
+    lines.append(f"\n`x` = speed-up over fp32 contiguous (below 1: slower): at 256 for train and batched (where "
+                 f"their time goes: photos are 256), geometric mean over canvases {meta['canvases']} for a query. "
+                 f"Train = forward + backward + AdamW, batch {meta['train_batch']}; batched = inference, batch "
+                 f"{meta['batch']}; query = batch 1, median. {meta['cpu']}, {meta['threads']} threads, torch "
+                 f"{meta['torch']}, bf16 convolutions run on oneDNN `{meta['bf16_conv_kernel']}`. Per canvas: "
                  f"`results/throughput.md`. Command: `{meta['command']}`")
     return "\n".join(lines)
 
@@ -172,12 +173,11 @@ def markdown(rows: list[dict]) -> str:
     return "\n".join(lines)
 
 
-def main(args: argparse.Namespace) -> None:
+def measure(args: argparse.Namespace) -> tuple[list[dict], dict]:
     if args.threads:
         torch.set_num_threads(args.threads)
-    names = args.backbones or list(list_backbones())
     rows = []
-    for name in names:
+    for name in args.backbones or list(list_backbones()):
         for p in SETTINGS:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")  # missing pretrained weights: speed does not depend on them
@@ -194,8 +194,18 @@ def main(args: argparse.Namespace) -> None:
                 print(f"{name:<18} {c:>4} {p.name:<20} train {r['train_img_s']:8.1f} img/s  batched "
                       f"{r['batch_img_s']:8.1f} img/s  query {r['query_ms']:8.2f} ms", flush=True)
     meta = {"command": "python " + " ".join(sys.argv), "cpu": platform.processor() or platform.machine(),
-            "threads": torch.get_num_threads(), "torch": torch.__version__, "bf16_conv_kernel": bf16_conv_kernel(),
-            "train_batch": args.train_batch, "batch": args.batch, "canvases": args.canvases}
+            "threads": torch.get_num_threads(), "torch": torch.__version__,
+            "bf16_conv_kernel": bf16_conv_kernel(), "train_batch": args.train_batch, "batch": args.batch,
+            "canvases": args.canvases}
+    return rows, meta
+
+
+def main(args: argparse.Namespace) -> None:
+    if args.render_only:
+        data = json.loads((args.results / "throughput.json").read_text())
+        rows, meta = data["rows"], {k: v for k, v in data.items() if k not in ("rows", "auto")}
+    else:
+        rows, meta = measure(args)
     auto = choose(rows)
     write_json({**meta, "rows": rows, "auto": auto}, args.results / "throughput.json")
     write_json({"measured_by": meta["command"], "cpu": meta["cpu"], "threads": meta["threads"], "auto": auto},

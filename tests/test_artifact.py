@@ -62,3 +62,21 @@ def test_tampered_truncated_and_foreign_folders_are_refused(tmp_path):
         artifact.load(folder)
     with pytest.raises(InputError, match="not a sketchdown weights folder"):
         artifact.load(tmp_path)
+
+
+@pytest.mark.usefixtures("one_thread")
+def test_a_run_exports_with_its_settings_and_fp16_only_where_it_ranks_alike(tmp_path, data):
+    from sketchdown.train.export import export_run
+    from sketchdown.train.triplet import TrainConfig, train
+
+    cfg = TrainConfig(train_sets=("chairs-v1",), limit=16, photo_size=64, canvases=(32, 64), eval_canvas=64,
+                      batch_size=8, steps_per_epoch=1, epochs=1, val_fraction=0.05, data=str(data))
+    train(cfg, tmp_path / "run", progress=False)
+    report = export_run(tmp_path / "run", tmp_path / "w")
+    model, settings = artifact.load(tmp_path / "w")
+    assert settings["eval_canvas"] == 64 and settings["photo_size"] == 64 and settings["canvases"] == [32, 64]
+    assert model.sketch.config.canvas_stats == (32, 64)  # per-canvas statistics travel with the weights
+    meta = json.loads((tmp_path / "w" / artifact.MANIFEST).read_text())
+    assert meta["dtype"] == report["dtype"]
+    assert (report["dtype"] == "float16") == (report["val_acc1_fp16"] == report["val_acc1_fp32"]
+                                              and report["val_mean_rank_fp16"] == report["val_mean_rank_fp32"])

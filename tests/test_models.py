@@ -183,3 +183,20 @@ def test_canvas_statistics_keep_each_canvas_apart():
     assert [nearest_slot((32, 64, 128, 256), s) for s in (20, 45, 46, 91, 300)] == [0, 0, 1, 2, 3]
     with pytest.raises(SketchdownError, match="untied"):
         create_model(canvas_stats=(32, 64))
+
+
+def test_an_ensemble_of_untied_models_saves_and_loads(tmp_path):
+    from sketchdown.models.embed import EnsembleNet, TwinNet, save_ensemble
+
+    members = [create_model(weights="none", embed_dim=8, branches="untied").eval() for _ in range(2)]
+    for i, m in enumerate(members):
+        save_checkpoint(tmp_path / f"m{i}.pt", m, config={"backbone": "mobilenet_v2"})
+    save_ensemble(tmp_path / "ens.pt", [tmp_path / "m0.pt", tmp_path / "m1.pt"])
+    ens = load_model(tmp_path / "ens.pt")
+    assert isinstance(ens, EnsembleNet) and all(isinstance(m, TwinNet) for m in ens.members) and not ens.shared
+    x = torch.rand(2, 3, 64, 64)
+    with torch.no_grad():
+        expected = torch.nn.functional.normalize(torch.cat([m.encode_sketch(x) for m in members], 1), dim=1)
+        assert torch.allclose(ens.encode_sketch(x), expected, atol=1e-6)
+    with pytest.raises(SketchdownError, match="untied"):
+        ens(x)

@@ -222,14 +222,14 @@ def add_export_weights(sub: argparse._SubParsersAction) -> None:
                        description="Writes OUT/model.safetensors and OUT/manifest.json (model config, inference "
                                    "settings, dtype, sha256) from a finished run. Stored as fp16 when the fp16 "
                                    "weights give the same validation acc@1 and mean rank as fp32, else fp32.")
-    p.add_argument("run", type=Path, help="training run folder (its best.pt) or checkpoint")
+    p.add_argument("source", type=Path, metavar="RUN", help="training run folder (its best.pt) or checkpoint")
     p.add_argument("-o", "--out", type=Path, required=True, help="folder to write")
     p.add_argument("--fp32", action="store_true", help="store fp32 without trying fp16")
 
     def run(a: argparse.Namespace) -> None:
         from .train.export import export_run
 
-        print(json.dumps(export_run(a.run, a.out, half=not a.fp32), indent=2))
+        print(json.dumps(export_run(a.source, a.out, half=not a.fp32), indent=2))
 
     p.set_defaults(run=run)
 

@@ -270,5 +270,6 @@ def save_ensemble(path: str | Path, members: list[str | Path], **extra) -> None:
     """One self-contained checkpoint holding every member's config and weights."""
     kept = ("model_config", "state_dict", "backbone_weights", "config")
     parts = [{k: v for k, v in read_checkpoint(m).items() if k in kept} for m in members]
-    _atomic_save({"model_config": {"backbone": "+".join(p["model_config"]["backbone"] for p in parts)},
+    names = [(p["model_config"].get("sketch") or p["model_config"])["backbone"] for p in parts]  # twins: sketch's
+    _atomic_save({"model_config": {"backbone": "+".join(names)},
                   "state_dict": {}, "members": parts, **extra}, path)
