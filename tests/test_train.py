@@ -80,7 +80,9 @@ def test_checkpoint_carries_its_config(tmp_path, data):
     ckpt = read_checkpoint(tmp_path / "run" / "best.pt")
     assert ckpt["config"]["embed_dim"] == 32 and ckpt["model_config"]["sketch"]["backbone"] == "mobilenet_v2"
     model = load_model(tmp_path / "run" / "best.pt")
-    assert model(torch.rand(1, 3, 64, 64)).shape == (1, 32)
+    assert model.encode_sketch(torch.rand(1, 3, 64, 64)).shape == model.encode_photo(torch.rand(1, 3, 64, 64)).shape == (1, 32)
+    with pytest.raises(SketchdownError, match="encode_sketch"):
+        model(torch.rand(1, 3, 64, 64))
 
 
 def test_config_errors_are_clear(tmp_path):

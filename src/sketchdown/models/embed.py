@@ -124,6 +124,9 @@ class TwinNet(nn.Module):
         self.dim = sketch.dim
         self.config = TwinConfig(sketch.config, photo.config)
 
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        raise SketchdownError("an untied model has two networks: call encode_sketch or encode_photo")
+
     def encode_sketch(self, x: torch.Tensor) -> torch.Tensor:
         return self.sketch(x)
 
