@@ -155,6 +155,8 @@ def main(args: argparse.Namespace) -> None:
     unknown = set(names) - set(spec["experiments"])
     if unknown:
         sys.exit(f"unknown experiments {sorted(unknown)}")
+    # an experiment may be limited to some datasets (`only:`), e.g. ensembles of runs that exist only there
+    names = [n for n in names if args.dataset in spec["experiments"][n].get("only", [args.dataset])]
     if not args.table_only:
         train_missing(args, spec, names)
     if args.train_only:
