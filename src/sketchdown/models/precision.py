@@ -80,14 +80,15 @@ def fallback(use: str) -> Precision:
 
 
 def resolve(precision: str = "auto", memory_format: str = "auto", backbone: str = "", use: str = "batch") -> Precision:
-    """The setting for ``backbone`` (``a+b`` for several: the first one's entry) in ``use``; explicit values win."""
+    """The setting for ``backbone`` in ``use``; explicit values win. An ensemble (``a+b``) or an untied model with
+    two backbones (``sketch/photo``) takes its first name's entry."""
     if precision not in PRECISIONS:
         raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
     if memory_format not in MEMORY_FORMATS:
         raise ValueError(f"memory_format must be one of {', '.join(MEMORY_FORMATS)}, got {memory_format!r}")
     if use not in USES:
         raise ValueError(f"use must be one of {', '.join(USES)}, got {use!r}")
-    entry = _table().get(backbone.split("+")[0], {}).get(use)
+    entry = _table().get(backbone.split("+")[0].split("/")[0], {}).get(use)
     auto = Precision(entry["precision"], entry["channels_last"]) if entry else fallback(use)
     if auto.dtype == "bf16" and not native_bf16():
         auto = Precision("fp32", auto.channels_last)  # the table was measured on a CPU with native bf16
