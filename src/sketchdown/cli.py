@@ -97,23 +97,19 @@ def add_evaluate(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--out", help="write the metrics as JSON here")
 
     def run(a: argparse.Namespace) -> None:
-        from .data.datasets import PhotoDataset, load_set
-        from .eval.evaluate import encode, evaluate, write_json
+        from .data.datasets import load_set
+        from .eval.evaluate import evaluate_canvases, write_json
         from .models.embed import create_model, load_model
         from .models.precision import resolve
 
         rset = load_set(a.set, a.split, a.data)
         model = load_model(a.checkpoint) if a.checkpoint else create_model(a.backbone)
         precision = resolve(a.precision, a.memory_format, model.config.backbone, "batch")
-        photos = encode(model, PhotoDataset(rset.photos, a.photo_size), "photo", a.batch_size, desc="photos",
-                        precision=precision)
-        results = []
-        for c in a.canvas:
-            m = evaluate(model, rset, c, a.photo_size, a.batch_size, photo_emb=photos,
-                         raster_method=a.raster_method, precision=precision)
+        results = evaluate_canvases(model, rset, a.canvas, a.photo_size, a.batch_size, a.raster_method,
+                                    precision, progress=True)
+        for c, m in zip(a.canvas, results):
             m.update(model=a.checkpoint or f"{a.backbone} (zero-shot, weights: {model.weights_source})",
                      precision=precision.name)
-            results.append(m)
             print(f"{rset.name:<20} canvas {c:>4}  acc@1 {m['acc1']:6.2f}  acc@5 {m['acc5']:6.2f}  "
                   f"acc@10 {m['acc10']:6.2f}  mean rank {m['mean_rank']:6.2f}  median {m['median_rank']:.0f}  "
                   f"({m['queries']} sketches, {m['gallery']} photos)")

@@ -55,6 +55,16 @@ def evaluate(model: nn.Module, rset: RetrievalSet, canvas: int = 256, photo_size
     return out
 
 
+def evaluate_canvases(model: nn.Module, rset: RetrievalSet, canvases: tuple[int, ...] | list[int],
+                      photo_size: int = PHOTO_SIZE, batch_size: int = 64, raster_method: str = DEFAULT_RASTER_METHOD,
+                      precision: Precision | None = None, progress: bool = False) -> list[dict]:
+    """``evaluate`` at each canvas, with the gallery encoded once (photos do not depend on the sketch canvas)."""
+    photos = encode(model, PhotoDataset(rset.photos, photo_size), "photo", batch_size, desc="photos",
+                    progress=progress, precision=precision)
+    return [evaluate(model, rset, c, photo_size, batch_size, raster_method=raster_method, photo_emb=photos,
+                     progress=progress, precision=precision) for c in canvases]
+
+
 def write_json(data: dict | list, path: str | Path) -> None:
     """Write JSON atomically (a crash never leaves half a file)."""
     path = Path(path)

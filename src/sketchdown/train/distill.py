@@ -25,8 +25,7 @@ from ..data.io import RASTER_SUFFIXES
 from ..data.render import CANVASES
 from ..errors import InputError, SketchdownError
 from ..losses import rkd_batch_loss, rkd_photo_loss, rkd_triplet_loss, triplet_loss
-from ..eval.evaluate import encode, evaluate
-from ..data.datasets import PhotoDataset
+from ..eval.evaluate import evaluate_canvases
 from ..models.embed import EmbeddingNet, EnsembleNet, Model, load_model, read_checkpoint
 from ..models.precision import Precision, resolve
 from .cache import CachedTriplets, TrunkViews, trunk_views, validate_cached
@@ -182,10 +181,8 @@ def validate_canvases(model: Model, rset: RetrievalSet, canvases: tuple[int, ...
     if views is not None:
         per = [validate_cached(model, views, rset, c) for c in canvases]
     else:
-        photos = encode(model, PhotoDataset(rset.photos, cfg.photo_size), "photo", precision=precision,
-                        progress=False)
-        per = [evaluate(model, rset, c, cfg.photo_size, raster_method=cfg.raster_method, photo_emb=photos,
-                        precision=precision, progress=False) for c in canvases]
+        per = evaluate_canvases(model, rset, canvases, cfg.photo_size, raster_method=cfg.raster_method,
+                                precision=precision)
     out = {k: sum(m[k] for m in per) / len(per) for k in ("acc1", "acc5", "acc10", "mean_rank")}
     out.update({f"acc1@{c}": m["acc1"] for c, m in zip(canvases, per)})
     return out

@@ -25,9 +25,9 @@ from torch.utils.data import DataLoader, Dataset, RandomSampler
 from tqdm import tqdm
 
 from ..config import write_yaml
-from ..data.datasets import PhotoDataset, RetrievalSet, item_seed
+from ..data.datasets import RetrievalSet, item_seed
 from ..errors import SketchdownError
-from ..eval.evaluate import encode, evaluate, write_json
+from ..eval.evaluate import evaluate_canvases, write_json
 from ..models.embed import Model, read_checkpoint, save_checkpoint
 from ..models.precision import resolve
 
@@ -152,9 +152,7 @@ def test_best(run: Run, test_set: RetrievalSet, canvases: tuple[int, ...], confi
 
     model = load_model(run.path / "best.pt")
     precision = resolve(config.precision, config.memory_format, config.backbone, "batch")
-    photos = encode(model, PhotoDataset(test_set.photos, config.photo_size), "photo", precision=precision,
-                    progress=False)
-    results = [evaluate(model, test_set, c, config.photo_size, raster_method=config.raster_method,
-                        photo_emb=photos, precision=precision, progress=False) for c in canvases]
+    results = evaluate_canvases(model, test_set, canvases, config.photo_size, raster_method=config.raster_method,
+                                precision=precision)
     write_json(results, run.path / "test.json")
     return results
