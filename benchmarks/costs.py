@@ -18,7 +18,7 @@ from pathlib import Path
 import torch
 
 from sketchdown.data.render import CANVASES
-from sketchdown.eval.evaluate import write_json
+from sketchdown.files import write_json
 from sketchdown.eval.flops import backbone_cost, measure_latency
 from sketchdown.models.registry import create_backbone, list_backbones
 from tables import replace_block

@@ -55,11 +55,12 @@ def get_args_parser() -> argparse.ArgumentParser:
 
 
 def run_command(dataset: str, spec: dict, exp: dict, seed: int, run_dir: Path) -> list[str]:
-    """The CLI call of one run; ``{teacher}``, ``{seed}``, ``{runs}`` and ``{epochs}`` in the flags are filled in."""
+    """The CLI call of one run; ``{teacher}``, ``{seed}``, ``{runs}`` and ``{epochs}`` (the experiment's own
+    mapping, else the file's) in the flags are filled in."""
     command, flags = per_dataset(exp["command"], dataset), per_dataset(exp["args"], dataset)
     flags = (flags + " " + exp.get("dataset_args", {}).get(dataset, "")).format(
         teacher=run_dir.parent / "teacher-s0", seed=seed, runs=run_dir.parent,
-        epochs=spec.get("epochs", {}).get(dataset, ""))
+        epochs={**spec.get("epochs", {}), **exp.get("epochs", {})}.get(dataset, ""))
     if command == "ensemble":  # combines finished runs: no data flags, no seed of its own
         return [SKETCHDOWN, "ensemble", *shlex.split(flags), "--out", str(run_dir)]
     return [SKETCHDOWN, command, *shlex.split(spec["datasets"][dataset] + " " + flags), "--seed", str(seed),

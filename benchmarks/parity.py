@@ -15,7 +15,7 @@ import json
 import sys
 from pathlib import Path
 
-from sketchdown.eval.evaluate import write_json
+from sketchdown.files import write_json
 from tables import replace_block
 
 

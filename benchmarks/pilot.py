@@ -24,7 +24,8 @@ import torch  # noqa: E402
 
 from sketchdown.data.datasets import PhotoDataset, SketchCanvasDataset, load_set  # noqa: E402
 from sketchdown.data.render import CANVASES  # noqa: E402
-from sketchdown.eval.evaluate import encode, write_json  # noqa: E402
+from sketchdown.eval.evaluate import encode  # noqa: E402
+from sketchdown.files import write_json  # noqa: E402
 from sketchdown.eval.metrics import metrics_from_ranks, true_ranks  # noqa: E402
 from tables import replace_block  # noqa: E402
 from sketchdown.models.embed import load_model  # noqa: E402

@@ -25,7 +25,8 @@ from PIL import Image, ImageDraw
 from sketchdown.data import io
 from sketchdown.data.datasets import PhotoDataset, data_root, load_set
 from sketchdown.data.render import RASTER_METHODS, line_width, render_strokes, shrink_raster, to_tensor
-from sketchdown.eval.evaluate import encode, evaluate, write_json
+from sketchdown.eval.evaluate import encode, evaluate
+from sketchdown.files import write_json
 from sketchdown.eval.metrics import retrieval_metrics
 from sketchdown.models.embed import create_model
 

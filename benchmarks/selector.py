@@ -35,10 +35,10 @@ from matplotlib.figure import Figure
 
 from sketchdown.data.datasets import load_sketch
 from sketchdown.data.render import REFERENCE_CANVAS
-from sketchdown.eval.evaluate import write_json
+from sketchdown.files import write_json
 from sketchdown.eval.flops import backbone_cost
 from sketchdown.eval.results import update_rows
-from sketchdown.retrieval.encoder import SketchEncoder, load
+from sketchdown.retrieval.encoder import Retriever, load
 from sketchdown.select.policy import POLICIES, CanvasPolicy
 from sketchdown.select.reinforce import SelectConfig, oracle_acc1_at, report
 from sketchdown.select.runner import banks_for, fit_policy, split_sets
@@ -102,11 +102,11 @@ def median_ms(fn, sketch, repeats: int) -> float:
     return statistics.median(times)
 
 
-def measure_speed(models: dict[str, SketchEncoder], policy: CanvasPolicy, sketches: list, repeats: int) -> dict:
+def measure_speed(models: dict[str, Retriever], policy: CanvasPolicy, sketches: list, repeats: int) -> dict:
     """Mean over sketches of each model's per-sketch median, interleaved model by model on each sketch."""
     for enc in models.values():  # warm-up, every canvas the selector may pick included
         for c in policy.config.canvases:
-            SketchEncoder(enc.model, canvas=c).encode_sketch(sketches[0])
+            Retriever(enc.model, canvas=c).encode_sketch(sketches[0])
         enc.encode_sketch(sketches[0])
     fns = {**{name: enc.encode_sketch for name, enc in models.items()}, "selector": policy.choose}
     times: dict[str, list[float]] = {name: [] for name in fns}
@@ -137,8 +137,8 @@ def run_set(spec: str, student_spec: str, teacher_spec: str, args: argparse.Name
     policy, test = seeds[args.seeds[0]], reports[args.seeds[0]]
     sketches = [load_sketch(x) for x in split_sets(cfg)["test"].sketches[: args.speed_sketches]]
     models = {"teacher@256": load(teacher_spec, canvas=REFERENCE_CANVAS),
-              "sketchynet-v1@256": SketchEncoder(student, canvas=REFERENCE_CANVAS),
-              "sketchynet-v2": SketchEncoder(student, selector=policy)}
+              "sketchynet-v1@256": Retriever(student, canvas=REFERENCE_CANVAS),
+              "sketchynet-v2": Retriever(student, selector=policy)}
     speed = measure_speed(models, policy, sketches, args.speed_repeats)
     v2_ms = speed["sketchynet-v2"]["mean_ms"]
     teacher = models["teacher@256"].model

@@ -1,4 +1,5 @@
-"""Render every results table from its JSON: ``results/<dataset>.md`` and the README blocks ``results:<dataset>``.
+"""Render every results table from its JSON: ``results/<dataset>.md`` and the README blocks ``results:<dataset>``,
+and the README's list of shipped models (block ``models``, from their manifests).
 
 The one place that writes tables into README.md (the library never does). Every benchmark that changes
 ``results/<dataset>.json`` calls ``render`` at its end; run it alone to re-render after editing by hand:
@@ -14,6 +15,7 @@ import re
 from pathlib import Path
 
 from sketchdown.eval.results import markdown
+from sketchdown.pretrained import describe
 
 
 def get_args_parser() -> argparse.ArgumentParser:
@@ -49,7 +51,19 @@ def render(results: Path = Path("results"), readme: Path = Path("README.md")) ->
                       "benchmark.\n")
         replace_block(readme, f"results:{data['dataset']}", table)
         written.append(md)
+    replace_block(readme, "models", models_table())
     return written
+
+
+def models_table() -> str:
+    """The shipped retrievers: name, dataset, row of the results table, test acc@1 of the artifact, size."""
+    lines = ["| name | dataset | results row | canvas | test acc@1 (artifact, fp32) | size (MB) | what it is |",
+             "|---|---|---|---:|---:|---:|---|"]
+    for r in describe():
+        if r["present"]:
+            lines.append(f"| `{r['name']}` | {r.get('dataset', '')} | {r.get('row', '')} | {r['canvas']} | "
+                         f"{r['test_acc1']:.2f} | {r['size_mb']:.1f} | {r.get('description', '')} |")
+    return "\n".join(lines)
 
 
 if __name__ == "__main__":

@@ -26,7 +26,7 @@ from pathlib import Path
 
 import torch
 
-from sketchdown.eval.evaluate import write_json
+from sketchdown.files import write_json
 from sketchdown.eval.flops import measure_latency
 from sketchdown.models.precision import TABLE, Precision
 from sketchdown.models.registry import create_backbone, list_backbones

@@ -8,7 +8,6 @@ from pathlib import Path
 import pytest
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
-import sketchdown  # noqa: E402,F401  (makes torchvision importable before any test imports timm)
 import torch  # noqa: E402
 from sketchdown.data.datasets import data_root  # noqa: E402
 

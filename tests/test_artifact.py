@@ -1,82 +1,122 @@
-"""Weights folders (safetensors + manifest): round trip of every model kind, fp16 storage, and clear refusals."""
+"""Artifacts (safetensors + manifest): round trip of every model kind and of a retriever with its selector and
+settings, fp16 storage, the export of a run, and clear refusals of tampered, foreign and mismatched folders."""
 
 import json
 
+import numpy as np
 import pytest
 import torch
+from safetensors.torch import load_file, save_file
 
+import sketchdown
 from sketchdown.errors import InputError
+from sketchdown.files import sha256_file
 from sketchdown.models import artifact
 from sketchdown.models.embed import EnsembleNet, TwinNet, create_model
+from sketchdown.retrieval import Retriever
+from sketchdown.select.policy import PolicyConfig, create_policy
 
 X = torch.rand(2, 3, 64, 64)
 
 
-@pytest.mark.parametrize("kind", ["shared", "untied", "ensemble"])
-def test_round_trip_of_every_kind(tmp_path, kind):
+def _model(kind: str):
     torch.manual_seed(0)
     if kind == "ensemble":
-        model = EnsembleNet([create_model(weights="none", embed_dim=8, branches="untied"),
-                             create_model(weights="none", embed_dim=4)]).eval()
-    else:
-        model = create_model(weights="none", embed_dim=16, branches=kind).eval()
-    artifact.save(model, tmp_path / "w", {"eval_canvas": 256}, half=False)
-    loaded, settings = artifact.load(tmp_path / "w")
-    assert settings == {"eval_canvas": 256} and type(loaded) is type(model)
+        return EnsembleNet([create_model(weights="none", embed_dim=8, branches="untied"),
+                            create_model(weights="none", embed_dim=4)]).eval()
+    return create_model(weights="none", embed_dim=16, branches=kind).eval()
+
+
+@pytest.mark.parametrize("kind", ["shared", "untied", "ensemble"])
+def test_round_trip_of_every_model_kind(tmp_path, kind):
+    model = _model(kind)
+    Retriever(model, 64, 96, raster_method="maxink").save(tmp_path / "w")
+    loaded = sketchdown.load(tmp_path / "w")
+    assert type(loaded.model) is type(model) and loaded.canvas == 64 and loaded.photo_size == 96
+    assert loaded.raster_method == "maxink" and loaded.selector is None
+    assert artifact.read(tmp_path / "w").parts["model"]["kind"] == kind
     with torch.no_grad():
-        assert torch.allclose(loaded.encode_sketch(X), model.encode_sketch(X), atol=1e-6)
-        assert torch.allclose(loaded.encode_photo(X), model.encode_photo(X), atol=1e-6)
+        assert torch.allclose(loaded.model.encode_sketch(X), model.encode_sketch(X), atol=1e-6)
+        assert torch.allclose(loaded.model.encode_photo(X), model.encode_photo(X), atol=1e-6)
+
+
+def test_a_retriever_keeps_its_selector_and_it_can_be_dropped(tmp_path):
+    torch.manual_seed(0)
+    policy = create_policy(PolicyConfig(kind="raster"))
+    Retriever(_model("untied"), 64, 64, policy).save(tmp_path / "v2", info={"name": "test-v2"})
+    loaded = sketchdown.load(tmp_path / "v2")
+    assert torch.equal(loaded.selector.head.weight, policy.head.weight)
+    assert loaded.info["name"] == "test-v2" and loaded.selector.source == str((tmp_path / "v2").resolve())
+    assert sketchdown.load(tmp_path / "v2", selector=False).selector is None
 
 
 def test_fp16_storage_is_half_the_size_and_close(tmp_path):
-    model = create_model(weights="none", embed_dim=16, branches="untied").eval()
-    artifact.save(model, tmp_path / "full", {}, half=False)
-    artifact.save(model, tmp_path / "half", {}, half=True)
-    full, half = (tmp_path / d / artifact.WEIGHTS for d in ("full", "half"))
+    model = _model("untied")
+    Retriever(model).save(tmp_path / "full")
+    Retriever(model).save(tmp_path / "half", half=True)
+    full, half = (tmp_path / d / "model.safetensors" for d in ("full", "half"))
     assert half.stat().st_size < 0.55 * full.stat().st_size
-    loaded, _ = artifact.load(tmp_path / "half")
+    loaded = artifact.load_model(tmp_path / "half")
     assert isinstance(loaded, TwinNet) and all(p.dtype == torch.float32 for p in loaded.parameters())
     with torch.no_grad():
         assert (loaded.encode_sketch(X) - model.encode_sketch(X)).abs().max() < 1e-2
 
 
-def test_tampered_truncated_and_foreign_folders_are_refused(tmp_path):
-    model = create_model(weights="none", embed_dim=8)
-    folder = artifact.save(model, tmp_path / "w", {}, half=True)
-    weights, manifest = folder / artifact.WEIGHTS, folder / artifact.MANIFEST
-    data = weights.read_bytes()
+def test_tampered_truncated_foreign_and_mismatched_folders_are_refused(tmp_path):
+    folder = Retriever(_model("shared")).save(tmp_path / "w", half=True)
+    weights, manifest = folder / "model.safetensors", folder / artifact.MANIFEST
+    data, meta = weights.read_bytes(), json.loads(manifest.read_text())
+
+    def refused(match: str, spec=folder) -> None:
+        with pytest.raises(InputError, match=match):
+            sketchdown.load(spec)
+
     weights.write_bytes(data[: len(data) // 2])
-    with pytest.raises(InputError, match="sha256"):
-        artifact.load(folder)
+    refused("sha256")
+    weights.unlink()
+    refused("missing")
     weights.write_bytes(data)
-    meta = json.loads(manifest.read_text())
-    manifest.write_text(json.dumps({**meta, "format": 99}))
-    with pytest.raises(InputError, match="format"):
-        artifact.load(folder)
+    for bad, match in (({**meta, "format": 1}, "format 1.*export"), ({**meta, "format": 99}, "format 99"),
+                       ({**meta, "kind": "pickle"}, "unknown artifact kind"), ({**meta, "kind": "selector"}, "not a retriever"),
+                       ({**meta, "parts": {"model": {**meta["parts"]["model"], "file": "../x"}}}, "outside")):
+        manifest.write_text(json.dumps(bad))
+        refused(match)
     manifest.write_text("{not json")
-    with pytest.raises(InputError, match="JSON"):
-        artifact.load(folder)
-    other = create_model(weights="none", embed_dim=4)  # a manifest whose config does not fit the weights
-    manifest.write_text(json.dumps({**meta, "model_config": json.loads(json.dumps(other.config.__dict__))}))
-    with pytest.raises(InputError, match="do not fit"):
-        artifact.load(folder)
-    with pytest.raises(InputError, match="not a sketchdown weights folder"):
-        artifact.load(tmp_path)
+    refused("JSON")
+    other = _model("untied")  # a config that does not fit the weights
+    manifest.write_text(json.dumps({**meta, "parts": {"model": {**meta["parts"]["model"], "kind": "untied",
+                                                                 "config": artifact.model_config(other)}}}))
+    refused("do not fit")
+    state = load_file(weights)  # missing and extra tensors, with a matching hash: refused by the config
+    for tensors in ({k: v for k, v in list(state.items())[1:]}, {**state, "extra.weight": torch.zeros(1)}):
+        save_file(tensors, weights)
+        entry = {**meta["parts"]["model"], "sha256": sha256_file(weights)}
+        manifest.write_text(json.dumps({**meta, "parts": {"model": entry}}))
+        refused("do not fit")
+    refused("not a shipped model", "no-such-model")
+    refused("not a shipped model.*artifact or run folder", tmp_path / "nowhere")
 
 
 @pytest.mark.usefixtures("one_thread")
 def test_a_run_exports_with_its_settings_and_fp16_only_where_it_ranks_alike(tmp_path, data):
-    from sketchdown.train.export import export_run
+    from sketchdown.retrieval.export import export_run
     from sketchdown.train.triplet import TrainConfig, train
 
     cfg = TrainConfig(train_sets=("chairs-v1",), limit=16, photo_size=64, canvases=(32, 64), eval_canvas=64,
                       batch_size=8, steps_per_epoch=1, epochs=1, val_fraction=0.05, data=str(data))
     train(cfg, tmp_path / "run", progress=False)
     report = export_run(tmp_path / "run", tmp_path / "w")
-    model, settings = artifact.load(tmp_path / "w")
-    assert settings["eval_canvas"] == 64 and settings["photo_size"] == 64 and settings["canvases"] == [32, 64]
-    assert model.sketch.config.canvas_stats == (32, 64)  # per-canvas statistics travel with the weights
-    meta = json.loads((tmp_path / "w" / artifact.MANIFEST).read_text())
-    assert meta["dtype"] == report["dtype"]
-    assert (report["dtype"] == "float16") == (report["val_acc1_fp16"] == report["val_acc1_fp32"]
-                                              and report["val_mean_rank_fp16"] == report["val_mean_rank_fp32"])
+    loaded = sketchdown.load(tmp_path / "w")
+    assert loaded.canvas == 64 and loaded.photo_size == 64 and loaded.raster_method == cfg.raster_method
+    assert loaded.model.sketch.config.canvas_stats == (32, 64)  # per-canvas statistics travel with the weights
+    assert loaded.info["trained"]["canvases"] == [32, 64] and loaded.info["test"][0]["set"].startswith("chairs-v1")
+    art = artifact.read(tmp_path / "w")
+    assert art.parts["model"]["dtype"] == report["dtype"]
+    full, low = report["val_fp32"], report["val_fp16"]
+    same = all(full[k] == low[k] for k in ("acc1", "acc5", "acc10")) and \
+        abs(full["mean_rank"] - low["mean_rank"]) <= 1 / full["queries"] + 1e-9
+    assert (report["dtype"] == "float16") == same
+    ref = sketchdown.load(tmp_path / "run")  # the artifact embeds like the run it came from
+    sketch = np.full((64, 64), 255, np.uint8)
+    sketch[20:40, 30] = 0
+    assert np.abs(ref.encode_sketch(sketch) - loaded.encode_sketch(sketch)).max() < 2e-2

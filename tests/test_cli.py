@@ -60,3 +60,12 @@ def test_bad_input_is_one_line_and_exit_2(tmp_path):
         r = sketchdown(*args)
         assert r.returncode == 2, (args, r.stderr)
         assert "Traceback" not in r.stderr and r.stderr.count("\n") == 1 and "error:" in r.stderr
+
+
+def test_python_m_sketchdown_and_the_parser_imports_no_torch():
+    r = subprocess.run([sys.executable, "-m", "sketchdown", "--help"], capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0 and "typical use" in r.stdout and r.stdout.startswith("usage: sketchdown")
+    check = ("import sys; from sketchdown.cli import build_parser; build_parser(); "
+             "heavy = {'torch', 'faiss', 'timm'} & set(sys.modules); assert not heavy, sorted(heavy)")
+    r = subprocess.run([sys.executable, "-c", check], capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr

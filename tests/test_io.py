@@ -7,6 +7,7 @@ import io
 import json
 import os
 import pickle
+import re
 import shutil
 import zipfile
 from pathlib import Path
@@ -15,7 +16,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from sketchdown import cli
 from sketchdown.data import io as sio
+from sketchdown.data.render import to_canvas
 from sketchdown.data.sketch import Sketch
 from sketchdown.errors import InputError
 
@@ -228,15 +231,136 @@ def test_stroke_json_forms_and_round_trip(tmp_path):
     ("[[[1, 2], [3]]]", "unequal length"),
     ("[]", "no strokes"),
     ("[[], []]", "no strokes"),
-    ('{"lines": []}', "needs a 'strokes' key"),
+    ('{"lines": []}', "needs one of the keys 'strokes' \\(point lists\\) and 'drawing'"),
+    ('{"strokes": [[[1, 2]]], "drawing": []}', "needs one of the keys"),
+    ("[[[1, NaN]]]", "coordinates must be finite, found nan"),
     ('{"strokes": [[[1, 2]]], "width": -5}', "'width' must be a positive number"),
     ('"hello"', "must be a JSON list"),
+    # Quick, Draw!
+    ('{"drawing": [[[0, 1, 2, 3], [0, 1, 2]]]}', "stroke 0: its x, y \\(and t\\) lists are of unequal length \\[4, 3\\]"),
+    ('{"drawing": [[[0, 1], [0, 1], [5]]]}', "unequal length \\[2, 2, 1\\]"),
+    ("[[[0, 1, 2, 3], [0, 1, 2]]]", "unequal length \\[4, 3\\]"),
+    ('{"drawing": [[[0, NaN, 2, 3], [0, 1, 2, 3]]]}', "stroke 0: coordinates must be finite, found nan"),
+    ('{"drawing": [[[0, 1], [0, Infinity]]]}', "must be finite, found inf"),
+    ('{"drawing": [[[0, 1], [0, 1e999]]]}', "must be finite, found inf"),
+    ('{"drawing": [[[0, "1"], [0, 1]]]}', "coordinates must be numbers"),
+    ('{"drawing": [[[0, true], [0, 1]]]}', "coordinates must be numbers"),
+    ('{"drawing": [[0, 1], [2, 3]]}', "stroke 0 must be Quick, Draw! lists"),
+    ('{"drawing": [[[0], [1], [2], [3]]]}', "stroke 0 must be Quick, Draw! lists"),
+    ('{"drawing": [[[[0]], [[1]]]]}', "stroke 0 must be Quick, Draw! lists"),
+    ('{"drawing": []}', "no strokes"),
+    ('{"drawing": [[[], []]]}', "no strokes"),
+    ('{"drawing": {"x": 1}}', "must be a JSON list"),
 ])
 def test_stroke_json_bad(tmp_path, text, problem):
     f = tmp_path / "bad.json"
     f.write_text(text)
-    with _raises(problem):
+    with _raises(f"^{re.escape(str(f))}: .*{problem}"):  # one line, naming the file
         sio.read_sketch(f)
+
+
+# Quick, Draw! ([[xs], [ys]] or [[xs], [ys], [ts]] per stroke), as bare lists, "drawing" objects and ndjson lines
+QD_XS, QD_YS = [[0, 50, 100], [5, 6, 7, 8]], [[10, 60, 200], [9, 9, 9, 9]]
+QD_POINTS = [[[x, y] for x, y in zip(xs, ys)] for xs, ys in zip(QD_XS, QD_YS)]
+
+
+def _same_raster(a: Sketch, b: Sketch) -> bool:
+    return (a.width, a.height) == (b.width, b.height) and all(np.array_equal(to_canvas(a, c), to_canvas(b, c)) for c in (32, 256))
+
+
+def test_quickdraw_simplified_reads_as_its_points():
+    bare = [[xs, ys] for xs, ys in zip(QD_XS, QD_YS)]  # the second stroke's 4-long lists cannot be points
+    for qd in (sio.read_stroke_json(bare), sio.read_stroke_json({"word": "cat", "drawing": bare})):
+        assert [len(s) for s in qd.strokes] == [3, 4] and np.array_equal(qd.strokes[0], [[0, 10], [50, 60], [100, 200]])
+        assert _same_raster(qd, sio.read_stroke_json(QD_POINTS)) and qd.width == 256.0
+    assert sio.read_stroke_json({"word": "cat", "key_id": "5", "drawing": bare}).meta == {"word": "cat", "key_id": "5"}
+
+
+def test_quickdraw_raw_drops_times_and_takes_the_ink_extent(tmp_path):
+    raw = [[[x * 7 for x in xs], [y * 7 for y in ys], list(range(len(xs)))] for xs, ys in zip(QD_XS, QD_YS)]
+    points = [[[x * 7, y * 7] for x, y in stroke] for stroke in QD_POINTS]
+    f = tmp_path / "raw.json"
+    f.write_text(json.dumps({"drawing": raw}))
+    for qd in (sio.read_sketch(f), sio.read_stroke_json(raw)):
+        assert [len(s) for s in qd.strokes] == [3, 4] and np.array_equal(qd.strokes[1], [[35, 63], [42, 63], [49, 63], [56, 63]])
+        assert qd.width == qd.height == 1400.0 and _same_raster(qd, sio.read_stroke_json(points))
+
+
+def test_stroke_layout_is_decided_per_file_by_the_documented_rule():
+    def first(obj):
+        return sio.read_stroke_json(obj).strokes[0].tolist()
+
+    assert first([[[0, 0], [9, 9]]]) == [[0, 0], [9, 9]]  # ambiguous throughout: point lists
+    assert first([[[0, 0, 1], [9, 9, 2], [5, 5, 3]]]) == [[0, 0], [9, 9], [5, 5]]  # [x, y, t] points
+    assert first({"drawing": [[[0, 0], [9, 9]]]}) == [[0, 9], [0, 9]]  # an object says which
+    assert first({"strokes": [[[0, 1, 2, 3], [4, 5, 6, 7]]]}) == [[0, 1], [4, 5]]
+    assert first([[[0, 0], [9, 9]], [[1, 2, 3, 4], [1, 2, 3, 4]]]) == [[0, 9], [0, 9]]  # another stroke decides
+    assert first([[[1], [2]]]) == [[1, 2]]  # one-point Quick, Draw! stroke
+    # a stroke with 4 points cannot be Quick, Draw!, so the whole file is point lists
+    assert first([[[0, 1, 2, 3], [4, 5, 6, 7]], [[0, 0], [1, 1], [2, 2], [3, 3]]]) == [[0, 1], [4, 5]]
+
+
+def _ndjson(path: Path, drawings: list) -> Path:
+    path.write_text("\n".join(json.dumps({"word": w, "key_id": str(k), "recognized": True, "drawing": d})
+                              for w, k, d in drawings) + "\n\n")  # the blank line at the end is skipped
+    return path
+
+
+NDJSON_DRAWINGS = [("cat", 11, [[[0, 255], [0, 255]]]), ("dog", 22, [[[0, 50, 100], [100, 50, 0]], [[9], [9]]]),
+                   ("cow", 33, [[[10, 20], [30, 40], [0, 5]]])]
+
+
+def test_ndjson_reads_every_line_and_picks_one(tmp_path):
+    f = _ndjson(tmp_path / "animals.ndjson", NDJSON_DRAWINGS)
+    sketches = list(sio.read_ndjson(f))
+    assert [s.meta["word"] for s in sketches] == ["cat", "dog", "cow"] and sketches[2].meta["recognized"] is True
+    assert [s.source for s in sketches] == [f"{f}:{n} ({w}, key_id {k})" for n, (w, k, _) in enumerate(NDJSON_DRAWINGS, 1)]
+    assert sketches[0].strokes[0].tolist() == [[0, 0], [255, 255]]  # a "drawing" is Quick, Draw! even when ambiguous
+    assert [len(s.strokes) for s in sketches] == [1, 2, 1] and sketches[2].strokes[0].tolist() == [[10, 30], [20, 40]]
+    assert [s.meta["word"] for s in sio.read_ndjson(f, limit=2)] == ["cat", "dog"]
+    assert sio.read_sketch(f).source == sketches[0].source
+    assert sio.read_sketch_item(f).source == sketches[0].source
+    picked = sio.read_sketch_item(f, key="1")
+    assert picked.source == sketches[1].source and _same_raster(picked, sketches[1])
+    for key in ("3", "x", "-1"):
+        with _raises("pass --key N with 0 <= N < 3 to pick a drawing"):
+            sio.read_sketch_item(f, key=key)
+
+
+def test_ndjson_render_cli_picks_the_key(tmp_path, capsys):
+    f = _ndjson(tmp_path / "animals.ndjson", NDJSON_DRAWINGS)
+    out = tmp_path / "out"
+    assert cli.main(["render", str(f), "--key", "1", "--canvas", "32", "64", "-o", str(out)]) == 0
+    dog = sio.read_sketch_item(f, key="1")
+    for c in (32, 64):
+        assert np.array_equal(np.asarray(Image.open(out / f"1_{c}.png")), to_canvas(dog, c))
+    assert cli.main(["render", str(f), "--key", "7", "-o", str(out)]) == 2
+    assert capsys.readouterr().err.strip().endswith(f"{f}: pass --key N with 0 <= N < 3 to pick a drawing")
+
+
+@pytest.mark.parametrize("lines,problem", [
+    (['{"drawing": [[[0, 1], [0, 1]]]}', '{"drawing": [[[0, 1]'], "bad.ndjson:2: malformed JSON"),
+    (['{"word": "dog", "drawing": [[[0, 1, 2, 3], [0, 1]]]}'], "bad.ndjson:1 \\(dog\\): stroke 0: its x, y"),
+    (['', '{"key_id": "7", "drawing": [[[0, NaN], [0, 1]]]}'], "bad.ndjson:2 \\(key_id 7\\): stroke 0: coordinates must be finite"),
+    (['{"drawing": []}'], "bad.ndjson:1: the sketch has no strokes"),
+    (['"hello"'], "bad.ndjson:1: strokes must be a JSON list"),
+    (['{"drawing": [[[0], [1]]]}', b'\xff\xfe{'], "bad.ndjson:2: malformed JSON"),
+])
+def test_ndjson_bad_line_names_the_file_and_line(tmp_path, lines, problem):
+    f = tmp_path / "bad.ndjson"
+    f.write_bytes(b"\n".join(line if isinstance(line, bytes) else line.encode() for line in lines))
+    with _raises(problem):
+        list(sio.read_ndjson(f))
+
+
+def test_ndjson_empty_or_missing(tmp_path):
+    f = tmp_path / "empty.ndjson"
+    f.write_text("\n \n")
+    assert list(sio.read_ndjson(f)) == []
+    with _raises(f"{f}: holds no drawings"):
+        sio.read_sketch(f)
+    with _raises("no such file"):
+        list(sio.read_ndjson(tmp_path / "missing.ndjson"))
 
 
 def test_raster_cannot_become_json():

@@ -2,6 +2,7 @@
 
 import numpy as np
 import pytest
+import torch
 
 import sketchdown
 from sketchdown.errors import InputError, SketchdownError
@@ -60,10 +61,18 @@ def test_an_onnx_file_of_another_model_is_refused(tmp_path, model):
         model.with_engine("tensorrt")
 
 
-def test_untied_models_are_refused_with_a_reason():
-    from sketchdown.models.embed import create_model
-    from sketchdown.retrieval.encoder import SketchEncoder
+@pytest.mark.parametrize("branches", ["untied", "ensemble"])
+def test_two_tower_models_export_both_towers_in_one_file(branches):
+    from sketchdown.models.embed import EnsembleNet, create_model
+    from sketchdown.retrieval.encoder import Retriever
 
-    twin = SketchEncoder(create_model("mobilenet_v2", weights="none", branches="untied"), SIDE, SIDE)
-    with pytest.raises(SketchdownError, match="untied"):
-        export_onnx(twin)
+    torch.manual_seed(0)
+    twin = create_model("mobilenet_v2", weights="none", branches="untied")
+    net = twin if branches == "untied" else EnsembleNet([twin, create_model("mobilenet_v2", weights="none")])
+    retriever = Retriever(net, SIDE, SIDE)
+    exported = export_onnx(retriever)
+    rows = verify_onnx(retriever, exported, shapes=((1, 32), (2, 64)))
+    assert {r["branch"] for r in rows} == {"sketch", "photo"}
+    x = np.random.default_rng(1).random((1, 3, 32, 32), dtype=np.float32)
+    engine = OnnxEngine(exported)
+    assert np.abs(engine(x, "sketch") - engine(x, "photo")).max() > 1e-3  # two towers, not one served twice

@@ -10,7 +10,7 @@ from PIL import Image
 import sketchdown
 from sketchdown.data.sketch import Sketch
 from sketchdown.errors import InputError, SketchdownError
-from sketchdown.retrieval import Index, ModelMismatchError, SketchEncoder, as_sketch, index as index_module, recall_at_k
+from sketchdown.retrieval import Index, ModelMismatchError, Retriever, as_sketch, index as index_module, recall_at_k
 from sketchdown.retrieval.index import build_file
 
 SIDE = 64  # small canvas and photo side keep every test well under a few seconds on one core
@@ -88,11 +88,11 @@ def test_another_model_is_refused(tmp_path, model, index):
     other_size = sketchdown.load("mobilenet_v2", canvas=SIDE, photo_size=SIDE + 32)
     nudged = copy.deepcopy(model.model)
     next(nudged.parameters()).data.add_(1e-3)
-    for other in (other_size, SketchEncoder(nudged, SIDE, SIDE)):
+    for other in (other_size, Retriever(nudged, SIDE, SIDE)):
         with pytest.raises(ModelMismatchError, match="search with the model it was built with"):
             Index.load(tmp_path / "cat.idx", model=other)
     with pytest.raises(ModelMismatchError):
-        Index.load(tmp_path / "cat.idx").attach("mobilenet_v2").attach(SketchEncoder(nudged, SIDE, SIDE))
+        Index.load(tmp_path / "cat.idx").attach("mobilenet_v2").attach(Retriever(nudged, SIDE, SIDE))
 
 
 def test_bad_sketches_are_input_errors(tmp_path, index):
@@ -133,7 +133,7 @@ def test_rebuild_reuses_unchanged_photos_and_resumes(tmp_path, model, folder, mo
     # An interrupted build leaves the old index untouched and its progress in out.partial/ for the next run.
     monkeypatch.setattr(index_module, "CHECKPOINT_EVERY", 2)
     calls = []
-    encode = SketchEncoder.encode_photos
+    encode = Retriever.encode_photos
 
     def crash_on_second_chunk(self, *args, **kw):
         calls.append(1)
@@ -142,11 +142,11 @@ def test_rebuild_reuses_unchanged_photos_and_resumes(tmp_path, model, folder, mo
         return encode(self, *args, **kw)
 
     fresh = tmp_path / "fresh.idx"
-    monkeypatch.setattr(SketchEncoder, "encode_photos", crash_on_second_chunk)
+    monkeypatch.setattr(Retriever, "encode_photos", crash_on_second_chunk)
     with pytest.raises(KeyboardInterrupt):
         build_file(model, folder, fresh)
     assert not fresh.exists() and len(list((tmp_path / "fresh.idx.partial").glob("*.idx"))) == 1
-    monkeypatch.setattr(SketchEncoder, "encode_photos", encode)
+    monkeypatch.setattr(Retriever, "encode_photos", encode)
     resumed = build_file(model, folder, fresh)
     assert resumed.reused == 2 and len(resumed) == 5 and not (tmp_path / "fresh.idx.partial").exists()
 
@@ -188,7 +188,46 @@ def test_a_canvas_selector_picks_each_sketch_canvas(model, shoes):
         def choose(self, sketch: Sketch) -> int:
             return 32 if sketch.is_vector else 96
 
-    chosen = SketchEncoder(model.model, SIDE, SIDE, BySize())
+    chosen = Retriever(model.model, SIDE, SIDE, BySize())
     assert chosen.canvas_for(as_sketch(shoes[1][0])) == 96 and chosen.describe()["selector"] == "BySize"
     assert chosen.identity == model.identity  # the photo vectors do not depend on the sketch canvas
     assert chosen.encode_sketch([[[10, 10], [200, 200]]]).shape == (model.dim,)
+
+
+def _always(canvas: int):
+    """A raster canvas policy that always picks ``canvas`` (its head's bias decides)."""
+    import torch
+
+    from sketchdown.select.policy import PolicyConfig, create_policy
+
+    policy = create_policy(PolicyConfig(kind="raster"))
+    with torch.no_grad():
+        policy.head.weight.zero_()
+        policy.head.bias.copy_(torch.tensor([10.0 if c == canvas else 0.0 for c in policy.config.canvases]))
+    return policy
+
+
+def test_an_index_searches_with_its_selector_and_never_drops_it_silently(tmp_path, model, shoes, monkeypatch):
+    """The selector travels with the retriever artifact into the index and back, from Python and the CLI."""
+    from sketchdown import cli
+
+    model.replace(selector=_always(32)).save(tmp_path / "v2")
+    v2 = sketchdown.load(tmp_path / "v2")
+    build_file(v2, shoes[0][:3], tmp_path / "cat.idx")
+    seen = []
+    real = Retriever.canvas_for
+    monkeypatch.setattr(Retriever, "canvas_for", lambda self, s: seen.append(real(self, s)) or seen[-1])
+    again = Index.load(tmp_path / "cat.idx")
+    again.search(shoes[1][0])
+    assert again.encoder.selector is not None and seen == [32]
+    assert cli.main(["search", str(tmp_path / "cat.idx"), str(shoes[1][0]), "-k", "2"]) == 0 and seen[-1] == 32
+    # a selector given as its own file (a select run's checkpoint) that has moved: an error, not a fixed canvas
+    from sketchdown.select.policy import save_policy
+
+    save_policy(tmp_path / "policy.pt", _always(128))
+    build_file(model.replace(selector=sketchdown.retrieval.encoder.load_selector(tmp_path / "policy.pt")),
+               shoes[0][:3], tmp_path / "moved.idx")
+    (tmp_path / "policy.pt").unlink()
+    with pytest.raises(InputError, match="canvas selector"):
+        Index.load(tmp_path / "moved.idx").search(shoes[1][0])
+    assert cli.main(["search", str(tmp_path / "moved.idx"), str(shoes[1][0])]) == 2

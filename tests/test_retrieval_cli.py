@@ -7,8 +7,10 @@ import sys
 from pathlib import Path
 
 import pytest
+from PIL import Image
 
 from sketchdown.cli import main
+from sketchdown.retrieval import sheet
 
 SIDE = "32"
 
@@ -33,7 +35,7 @@ def catalogue(tmp_path_factory, data):
     (root / "photos").mkdir()
     for p in sorted((test / "images").glob("*.jpg"))[:5]:
         shutil.copy(p, root / "photos" / p.name)
-    r = sketchdown("index", str(root / "photos"), "-o", str(root / "cat.idx"), "--canvas", SIDE, "--photo-size", SIDE)
+    r = sketchdown("index", str(root / "photos"), "-o", str(root / "cat.idx"), "--model", "mobilenet_v2", "--canvas", SIDE, "--photo-size", SIDE)
     assert r.returncode == 0, r.stderr
     assert "5 photos (0 reused, 5 encoded), exact search" in r.stdout
     found = sketchdown("search", str(root / "cat.idx"), str(test / "sketches" / "305.png"), "-k", "3", "--json")
@@ -46,9 +48,11 @@ def test_search_prints_ranks_scores_paths_and_json(catalogue):
     assert [r["rank"] for r in found["results"]] == [1, 2, 3] and found["canvas"] == int(SIDE)
     text = sketchdown("search", str(idx), str(sketches / "305.png"), "-k", "3")
     assert text.returncode == 0, text.stderr
-    lines = text.stdout.splitlines()
+    *lines, summary = text.stdout.splitlines()
     assert len(lines) == 3 and lines[0].split()[0] == "1" and Path(lines[0].split()[2]).parent == photos
     assert [r["path"] for r in found["results"]] == [line.split()[2] for line in lines]
+    assert summary.split() == ["canvas", f"{SIDE},", "no", "confidence", "(the", "model", "carries", "no",
+                               "calibration)"]  # zero-shot: nothing to calibrate against
 
 
 def test_export_onnx_then_search_on_onnxruntime(catalogue, tmp_path, capsys):
@@ -64,7 +68,7 @@ def test_export_onnx_then_search_on_onnxruntime(catalogue, tmp_path, capsys):
 
 def test_rerun_reuses_and_mismatch_is_refused(catalogue, capsys):
     idx, photos, sketches, _ = catalogue
-    code, out, _ = in_process(capsys, "index", str(photos), "-o", str(idx), "--canvas", SIDE, "--photo-size", SIDE)
+    code, out, _ = in_process(capsys, "index", str(photos), "-o", str(idx), "--model", "mobilenet_v2", "--canvas", SIDE, "--photo-size", SIDE)
     assert code == 0 and "(5 reused, 0 encoded)" in out
     code, _, err = in_process(capsys, "search", str(idx), str(sketches / "305.png"), "--model", "efficientnet_lite0")
     assert code == 2 and err.count("\n") == 1 and "search with the model it was built with" in err
@@ -79,9 +83,66 @@ def test_bad_input_is_one_line_exit_2_and_writes_nothing(catalogue, tmp_path, ca
     (tmp_path / "empty").mkdir()
     for args in (["search", str(idx), str(tmp_path / "notes.txt")],
                  ["search", str(tmp_path / "notes.txt"), str(sketches / "305.png")],
-                 ["index", str(tmp_path / "empty"), "-o", str(tmp_path / "out.idx")],
-                 ["index", str(tmp_path / "nowhere"), "-o", str(tmp_path / "out.idx")],
+                 ["index", str(tmp_path / "empty"), "-o", str(tmp_path / "out.idx"), "--model", "mobilenet_v2"],
+                 ["index", str(tmp_path / "nowhere"), "-o", str(tmp_path / "out.idx"), "--model", "mobilenet_v2"],
                  ["export-onnx", "--model", "no-such-model", "-o", str(tmp_path / "m.onnx")]):
         code, _, err = in_process(capsys, *args)
         assert code == 2 and err.count("\n") == 1 and "error:" in err, (args, err)
     assert not (tmp_path / "out.idx").exists() and not (tmp_path / "m.onnx").exists()
+
+
+def test_index_progress_lines_when_stderr_is_no_terminal_and_nothing_else_written(catalogue, tmp_path, capsys,
+                                                                                   monkeypatch):
+    _, photos, _, _ = catalogue
+    monkeypatch.chdir(tmp_path)  # the working folder (a repository, say) gets nothing
+    code, out, err = in_process(capsys, "index", str(photos), "-o", str(tmp_path / "new.idx"), "--model", "mobilenet_v2", "--canvas", SIDE,
+                                "--photo-size", SIDE)
+    assert code == 0 and "(0 reused, 5 encoded)" in out
+    assert [line.split(" (")[0] for line in err.splitlines() if line.startswith("encoded")] == ["encoded 5/5 photos"]
+    assert "photos/s)" in err and sorted(p.name for p in tmp_path.iterdir()) == ["new.idx"]
+
+
+def test_search_several_sketches_a_folder_and_a_file(catalogue, tmp_path, capsys):
+    idx, photos, sketches, found = catalogue
+    folder = tmp_path / "queries"
+    folder.mkdir()
+    for name in ("306.png", "305.png"):
+        shutil.copy(sketches / name, folder / name)
+    (folder / "notes.txt").write_text("not a sketch: left out of the folder")
+    code, out, err = in_process(capsys, "search", str(idx), str(folder), str(sketches / "307.png"), "-k", "3")
+    assert code == 0 and err == ""
+    blocks = [b.splitlines() for b in out.strip().split("\n\n")]
+    assert [b[0] for b in blocks] == [str(folder / "305.png"), str(folder / "306.png"), str(sketches / "307.png")]
+    assert all(len(b) == 5 and Path(b[1].split()[2]).parent == photos for b in blocks)
+    assert [line.split()[2] for line in blocks[0][1:4]] == [r["path"] for r in found["results"]]
+    code, out, _ = in_process(capsys, "search", str(idx), str(folder), str(sketches / "307.png"), "-k", "3", "--json")
+    docs = json.loads(out)
+    assert code == 0 and [d["sketch"] for d in docs] == [b[0] for b in blocks]
+    assert docs[0]["results"] == found["results"] and all(len(d["results"]) == 3 for d in docs)
+
+
+def test_search_a_bad_sketch_among_good_ones_is_one_line_and_exit_2(catalogue, tmp_path, capsys):
+    idx, _, sketches, _ = catalogue
+    broken = tmp_path / "broken.png"
+    broken.write_bytes(b"\x89PNG\r\n\x1a\nnot really")
+    code, out, err = in_process(capsys, "search", str(idx), str(sketches / "305.png"), str(broken),
+                                str(sketches / "306.png"), "-k", "2", "--json")
+    assert code == 2 and err.count("\n") == 1 and "error:" in err and str(broken) in err
+    docs = json.loads(out)
+    assert [len(d.get("results", ())) for d in docs] == [2, 0, 2] and docs[1]["sketch"] == str(broken)
+    code, _, err = in_process(capsys, "search", str(idx), str(sketches / "305.png"), str(broken), "--key", "3")
+    assert code == 2 and "--key" in err and err.count("\n") == 1
+
+
+def test_search_sheet_writes_a_png_per_sketch(catalogue, tmp_path, capsys):
+    idx, _, sketches, _ = catalogue
+    size = (sheet.PAD + 4 * (sheet.CELL + sheet.PAD), 2 * sheet.PAD + sheet.CELL + sheet.CAPTION)
+    code, out, _ = in_process(capsys, "search", str(idx), str(sketches / "305.png"), "-k", "3", "--sheet",
+                              str(tmp_path / "top.png"))
+    assert code == 0 and len(out.splitlines()) == 4  # 3 ranks and the canvas / confidence line
+    assert Image.open(tmp_path / "top.png").size == size
+    code, out, _ = in_process(capsys, "search", str(idx), str(sketches / "305.png"), str(sketches / "306.png"),
+                              "-k", "3", "--sheet", str(tmp_path / "many.png"), "--json")
+    assert code == 0 and [d["sheet"] for d in json.loads(out)] == [str(tmp_path / f"many-{n}.png") for n in (305, 306)]
+    assert all(Image.open(tmp_path / f"many-{n}.png").size == size for n in (305, 306))
+    assert not list(tmp_path.glob(".*.tmp"))

@@ -10,6 +10,8 @@ import numpy as np
 import pytest
 import torch
 
+import sketchdown
+
 from sketchdown import cli
 from sketchdown.data import io
 from sketchdown.data.datasets import RetrievalSet, load_set
@@ -19,7 +21,6 @@ from sketchdown.eval.flops import count_flops
 from sketchdown.eval.metrics import true_ranks
 from sketchdown.models.embed import create_model
 from sketchdown.select.bank import Bank, build_bank, cached_bank
-from sketchdown.select.pipeline import load_sketchynet_v2
 from sketchdown.select.policy import PolicyConfig, RasterPolicy, VectorPolicy, load_policy, save_policy, stroke_sequence
 from sketchdown.select.reinforce import (SelectConfig, fixed, mixture, oracle_acc1_at, oracle_actions, outcome,
                                          policy_inputs, rewards, train_policy)
@@ -195,7 +196,7 @@ def test_select_command_trains_saves_and_serves_a_policy(tmp_path, data, capsys)
     save_policy(tmp_path / "copy.pt", policy)
     assert torch.equal(load_policy(tmp_path / "copy.pt").head.weight, policy.head.weight)
 
-    encoder = load_sketchynet_v2("mobilenet_v2", out)  # the run folder: its best.pt
+    encoder = sketchdown.load("mobilenet_v2", selector=out)  # SketchyNetV2: the student + the run folder's policy
     for sketch in (io.read_sketch(load_set("chairs-v1", "test", data).sketches[0]),
                    io.read_sketchx_pickle(data / "chair-v2-strokes" / "ChairV2_Coordinate")[KEY]):
         canvas = encoder.canvas_for(sketch)

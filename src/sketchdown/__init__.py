@@ -1,13 +1,12 @@
 """sketchdown: efficient fine-grained sketch-based image retrieval."""
 
-from . import _compat  # noqa: F401  (first: makes torchvision importable before timm imports it)
-
 from .data.sketch import Sketch
 from .errors import InputError, MissingWeightsError, SketchdownError
 
 __version__ = "0.1.0"
-__all__ = ["Sketch", "SketchdownError", "InputError", "MissingWeightsError", "Index", "load", "__version__"]
-_RETRIEVAL = ("Index", "load")  # imported on first use: faiss and the models are not needed to read a sketch
+__all__ = ["Sketch", "SketchdownError", "InputError", "MissingWeightsError", "Index", "Retriever", "load",
+           "__version__"]
+_RETRIEVAL = ("Index", "Retriever", "load")  # imported on first use: faiss and the models are not needed to read a sketch
 
 
 def __getattr__(name: str):

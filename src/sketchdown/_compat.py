@@ -3,7 +3,8 @@
 That torchvision wheel is a CUDA build whose C++ ops are missing on CPU torch, so ``import torchvision`` fails
 with ``operator torchvision::nms does not exist`` while registering fake kernels. Defining the two op schemas it
 needs lets the pure-Python parts (models, transforms) import. This runs only when the plain import fails, so a
-normal install is left untouched.
+normal install is left untouched. The modules that use torchvision or timm import this first themselves, so
+``import sketchdown`` (reading and drawing sketches) does not load torch.
 """
 
 from __future__ import annotations

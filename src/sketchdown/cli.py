@@ -1,10 +1,15 @@
-"""The ``sketchdown`` command: a thin argparse front over the library. Each subcommand is one ``add_*`` function."""
+"""The ``sketchdown`` command: a thin argparse front over the library. Each subcommand is one ``add_*`` function.
+
+Building the parser imports no torch, faiss or timm (``--help`` answers at once): each command imports the
+library inside its ``run``, and the run configs come from torch-free modules."""
 
 from __future__ import annotations
 
 import argparse
+import importlib
 import json
 import sys
+from collections import Counter
 from pathlib import Path
 
 from .data.render import DEFAULT_RASTER_METHOD, RASTER_METHODS
@@ -22,16 +27,22 @@ typical use:
   sketchdown train --resume runs/direct-shoes                     continue where it stopped
   sketchdown ensemble --members runs/a runs/b --out runs/teacher   several runs as one teacher
   sketchdown distill --teacher runs/teacher --train-sets shoes-v1 --out runs/v1   every layer trains (bf16 auto)
-  sketchdown export-weights runs/teacher -o weights/teacher        safetensors + manifest, fp16 if it matches
+  sketchdown export runs/teacher -o weights/teacher --name teacher-x   retriever artifact (fp16 if it ranks alike)
+  sketchdown models                                                list the shipped retrievers
   sketchdown select --student runs/v1 --set shoes-v1 --out runs/v2  SketchyNetV2 canvas policy (REINFORCE)
 
-  sketchdown index photos/ -o catalogue.idx --model runs/direct-shoes   index a photo catalogue (re-run: updates)
+  sketchdown index photos/ -o catalogue.idx --model teacher-chairs  index a photo catalogue (re-run: updates)
   sketchdown search catalogue.idx sketch.png -k 10 [--json]          top photos for a sketch
+  sketchdown search catalogue.idx sketches/ a.svg --sheet top.png    several sketches, a contact sheet each
   sketchdown export-onnx --model runs/direct-shoes -o model.onnx     checked against torch
   sketchdown bench --teacher RUN --v1 RUN --v2 SELECTOR_RUN          query latency at catalogue scale
 
 Data defaults to ../shared/data or $SKETCHDOWN_DATA.
 """
+
+
+MODEL_HELP = ("a shipped model name (`sketchdown models`), an artifact or run folder, a checkpoint, or a backbone "
+              "name (zero-shot ImageNet weights: near random for fine-grained retrieval)")
 
 
 def add_precision_args(p: argparse.ArgumentParser) -> None:
@@ -98,7 +109,8 @@ def add_evaluate(sub: argparse._SubParsersAction) -> None:
 
     def run(a: argparse.Namespace) -> None:
         from .data.datasets import load_set
-        from .eval.evaluate import evaluate_canvases, write_json
+        from .eval.evaluate import evaluate_canvases
+        from .files import write_json
         from .models.embed import create_model, load_model
         from .models.precision import resolve
 
@@ -149,9 +161,12 @@ def add_render(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(run=run)
 
 
-def _add_run_command(sub: argparse._SubParsersAction, name: str, config_cls: type, train_fn, help_text: str,
+def _add_run_command(sub: argparse._SubParsersAction, name: str, config_cls: type, train_fn: str, help_text: str,
                      description: str) -> None:
-    """A training subcommand: flags from a config dataclass (+ --config YAML), --out, and exact --resume."""
+    """A training subcommand: flags from a config dataclass (+ --config YAML), --out, and exact --resume.
+
+    ``train_fn`` is ``module:function`` (relative to this package), imported only when the command runs.
+    """
     from .config import add_dataclass_args
 
     p = sub.add_parser(name, help=help_text, description=description)
@@ -170,7 +185,8 @@ def _add_run_command(sub: argparse._SubParsersAction, name: str, config_cls: typ
             cfg, out = from_sources(config_cls, a.config, a), a.out
         else:
             raise SketchdownError("pass --out RUN_DIR for a new run, or --resume RUN_DIR")
-        result = train_fn(cfg, out, resume=bool(a.resume))
+        module, function = train_fn.split(":")
+        result = getattr(importlib.import_module(module, __package__), function)(cfg, out, resume=bool(a.resume))
         best = result["best"]
         print(f"best epoch {best['epoch'] + 1}: val acc@1 {best['val_acc1']:.2f}; checkpoint {out / 'best.pt'}")
         for m in result["test"]:
@@ -181,9 +197,9 @@ def _add_run_command(sub: argparse._SubParsersAction, name: str, config_cls: typ
 
 
 def add_train(sub: argparse._SubParsersAction) -> None:
-    from .train.triplet import TrainConfig, train
+    from .train.configs import TrainConfig
 
-    _add_run_command(sub, "train", TrainConfig, train,
+    _add_run_command(sub, "train", TrainConfig, ".train.triplet:train",
                      "triplet-train a backbone shared by sketch and photo (teacher, baselines)",
                      "Triplet training with AdamW + warm-up/cosine, validation held out of train by photo, "
                      "best/last checkpoints and exact --resume. The run folder gets config.yaml, command.txt, "
@@ -192,9 +208,9 @@ def add_train(sub: argparse._SubParsersAction) -> None:
 
 
 def add_ensemble(sub: argparse._SubParsersAction) -> None:
-    from .train.ensemble import EnsembleConfig, build_ensemble
+    from .train.configs import EnsembleConfig
 
-    _add_run_command(sub, "ensemble", EnsembleConfig, build_ensemble,
+    _add_run_command(sub, "ensemble", EnsembleConfig, ".train.ensemble:build_ensemble",
                      "combine trained runs into one model (a teacher candidate) and score it",
                      "Concatenates the members' unit embeddings (ranking by their mean cosine similarity), writes "
                      "one self-contained checkpoint, and evaluates it on the first member's validation and test "
@@ -202,9 +218,9 @@ def add_ensemble(sub: argparse._SubParsersAction) -> None:
 
 
 def add_distill(sub: argparse._SubParsersAction) -> None:
-    from .train.distill import DistillConfig, distill
+    from .train.configs import DistillConfig
 
-    _add_run_command(sub, "distill", DistillConfig, distill,
+    _add_run_command(sub, "distill", DistillConfig, ".train.distill:distill",
                      "SketchyNetV1: distil a teacher into an efficient student over several canvases",
                      "Cross-modal relational distillation: lambda * triplet + (1 - lambda) * Huber on sketch-photo "
                      "and photo-photo distances (teacher vs student), averaged over the sketch canvases. Needs "
@@ -213,19 +229,64 @@ def add_distill(sub: argparse._SubParsersAction) -> None:
                      "views.")
 
 
-def add_export_weights(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("export-weights", help="a run's best weights as safetensors + manifest (fp16 if it matches)",
-                       description="Writes OUT/model.safetensors and OUT/manifest.json (model config, inference "
-                                   "settings, dtype, sha256) from a finished run. Stored as fp16 when the fp16 "
-                                   "weights give the same validation acc@1 and mean rank as fp32, else fp32.")
+def describe_confidence(hits, dataset: str | None) -> str:
+    """The line under a text search result: the canvas used and how far to trust the ranks."""
+    line = f"      canvas {hits.canvas}"
+    if hits.confidence is None:
+        return line + ", no confidence (the model carries no calibration)"
+    line += f", confidence {hits.confidence:.2f}"
+    if not hits.in_domain:
+        line += (f": the best match scores lower than 90% of real {dataset or 'in-domain'} sketches do; probably "
+                 "not a sketch of what this model was trained on")
+    return line
+
+
+def add_export(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("export", help="a finished run as a retriever artifact (safetensors + manifest)",
+                       description="Writes OUT/model.safetensors (and OUT/selector.safetensors with --selector) and "
+                                   "OUT/manifest.json: format version, model config, inference settings (canvas, "
+                                   "photo size, raster method, precision, input statistics), sha256 of each file, "
+                                   "the run's test figures and command, and the search-confidence calibration "
+                                   "(validation split). Stored as fp16 when that gives the same validation acc@1/5/10 "
+                                   "and a mean rank within one rank step of fp32, else fp32. `sketchdown.load(OUT)`, "
+                                   "`--model OUT` and the shipped model names read it.")
     p.add_argument("source", type=Path, metavar="RUN", help="training run folder (its best.pt) or checkpoint")
-    p.add_argument("-o", "--out", type=Path, required=True, help="folder to write")
+    p.add_argument("-o", "--out", type=Path, required=True, help="artifact folder to write")
+    p.add_argument("--selector", type=Path, help="a `sketchdown select` run (SketchyNetV2's canvas policy) to include")
     p.add_argument("--fp32", action="store_true", help="store fp32 without trying fp16")
+    for key in ("name", "dataset", "row", "description"):
+        p.add_argument(f"--{key}", help=f"{key} recorded in the manifest's info")
 
     def run(a: argparse.Namespace) -> None:
-        from .train.export import export_run
+        from .retrieval.export import export_run
 
-        print(json.dumps(export_run(a.source, a.out, half=not a.fp32), indent=2))
+        info = {k: getattr(a, k) for k in ("name", "dataset", "row", "description") if getattr(a, k)}
+        print(json.dumps(export_run(a.source, a.out, a.selector, half=not a.fp32, info=info), indent=2))
+
+    p.set_defaults(run=run)
+
+
+def add_models(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("models", help="list the trained retrievers that ship (load them by name)",
+                       description="The shipped retriever artifacts: name (for --model, sketchdown.load and "
+                                   "Index.build), dataset, the test acc@1 the artifact itself scores, size and what "
+                                   "it is.")
+    p.add_argument("--json", action="store_true", help="print JSON")
+
+    def run(a: argparse.Namespace) -> None:
+        from .pretrained import describe
+
+        rows = describe()
+        if a.json:
+            print(json.dumps(rows, indent=2))
+            return
+        for r in rows:
+            if not r["present"]:
+                print(f"{r['name']:<22} (missing: {r['folder']})")
+                continue
+            acc = r.get("test_acc1")
+            print(f"{r['name']:<22} {r.get('dataset', ''):<10} test acc@1 {acc if acc is not None else '-':>6}  "
+                  f"{r['size_mb']:5.1f} MB  {r.get('description', '')}")
 
     p.set_defaults(run=run)
 
@@ -266,8 +327,7 @@ def add_index(sub: argparse._SubParsersAction) -> None:
                                    "replaced only when the new index is complete.")
     p.add_argument("photos", type=Path, metavar="PHOTOS_DIR")
     p.add_argument("-o", "--out", type=Path, required=True, help="index file to write (e.g. catalogue.idx)")
-    p.add_argument("--model", default="mobilenet_v2", help="run folder, checkpoint, or backbone name (zero-shot); "
-                                                           "default mobilenet_v2")
+    p.add_argument("--model", required=True, help=MODEL_HELP)
     p.add_argument("--canvas", type=int, help="sketch canvas recorded for searches (default: the model's, else 256)")
     p.add_argument("--photo-size", type=int, help="photo side in pixels (default: the model's, else 256)")
     p.add_argument("--selector", help="trained canvas selector recorded for searches (SketchyNetV2)")
@@ -293,46 +353,125 @@ def add_index(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(run=run)
 
 
+def sketch_files(paths: list[Path]) -> list[Path]:
+    """The sketches SKETCH arguments name: a file stands for itself (read errors come per sketch, later), a folder
+    for every single-sketch file under it (recursively, sorted)."""
+    from .data.io import SKETCH_SUFFIXES
+
+    files = []
+    for path in paths:
+        if not path.is_dir():
+            files.append(path)
+            continue
+        found = sorted(p for p in path.rglob("*") if p.suffix.lower() in SKETCH_SUFFIXES and p.is_file())
+        if not found:
+            raise SketchdownError(f"{path}: holds no sketch files ({', '.join(sorted(SKETCH_SUFFIXES))})")
+        files += found
+    return files
+
+
+def sheet_paths(sheet: Path, sketches: list[Path]) -> list[Path]:
+    """Where --sheet PATH puts each of several sketches' sheets: ``<PATH stem>-<sketch stem>.png`` beside PATH (a
+    repeated stem gets -2, -3, ... in order), so no sheet overwrites another."""
+    seen: Counter[str] = Counter()
+    out = []
+    for s in sketches:
+        seen[s.stem] += 1
+        suffix = "" if seen[s.stem] == 1 else f"-{seen[s.stem]}"
+        out.append(sheet.with_name(f"{sheet.stem}-{s.stem}{suffix}.png"))
+    return out
+
+
 def add_search(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("search", help="rank a catalogue's photos for a sketch",
-                       description="Encode SKETCH (PNG/JPG, SVG, stroke JSON, or one sketch of a SketchX pickle / "
-                                   ".npz with --key) with the model the index was built with and print the top k: "
-                                   "rank, cosine score, photo path.")
-    p.add_argument("index", type=Path, metavar="INDEX")
-    p.add_argument("sketch", type=Path, metavar="SKETCH")
+    p = sub.add_parser("search", help="rank a catalogue's photos for one or more sketches",
+                       description="Encode each SKETCH (PNG/JPG, SVG, stroke JSON, a folder of those, or one sketch "
+                                   "of a SketchX pickle / .npz with --key) with the model the index was built with "
+                                   "and print the top k: rank, cosine score, photo path. The model loads once for "
+                                   "all sketches. With several sketches (or a folder) each block of ranks starts "
+                                   "with the sketch's path, and --json prints a list of the one-sketch documents. "
+                                   "A sketch that cannot be read gets a one-line error (in that list: its path and "
+                                   "the error) and the others still run; the exit status is then 2. Under the "
+                                   "ranks: the canvas used and the confidence (where the best match's score falls "
+                                   "among real sketches of the model's domain; low: probably another kind of "
+                                   "object).")
+    p.add_argument("index", type=Path, metavar="INDEX", help="an index file (`sketchdown index`), or a photo folder to "
+                                                             "index in memory with --model for a one-off search")
+    p.add_argument("sketches", type=Path, nargs="+", metavar="SKETCH", help="sketch file or folder of sketch files")
     p.add_argument("-k", type=int, default=10, help="how many photos (default 10)")
-    p.add_argument("--model", help="the model to search with (default: the one the index records); must be the "
-                                   "model the index was built with")
+    p.add_argument("--model", help="the model to search with (default: the one the index records; it must be the "
+                                   "model the index was built with): " + MODEL_HELP)
     p.add_argument("--canvas", type=int, help="sketch canvas (default: the index's)")
     p.add_argument("--selector", help="canvas selector to use (default: the index's, if it records one)")
     p.add_argument("--engine", choices=("torch", "onnx"), default="torch", help="run the model on torch or onnxruntime")
     p.add_argument("--onnx", type=Path, help="exported model for --engine onnx (default: export in memory)")
-    p.add_argument("--key", help="which sketch of a SketchX pickle or .npz (see `sketchdown render --help`)")
+    p.add_argument("--key", help="which sketch of a SketchX pickle or .npz, with a single SKETCH file "
+                                 "(see `sketchdown render --help`)")
     p.add_argument("--split", default="test", help="split of a sketch-rnn .npz (default test)")
+    p.add_argument("--sheet", type=Path, metavar="PATH.png",
+                   help="write a contact sheet PNG: the sketch, then its top k photos with rank and score; for "
+                        "several sketches (or a folder) one PNG each, <PATH stem>-<sketch stem>.png beside PATH")
     p.add_argument("--json", action="store_true", help="print JSON for programs")
 
-    def run(a: argparse.Namespace) -> None:
+    def run(a: argparse.Namespace) -> int:
         from .data.io import read_sketch_item
+        from .files import write_atomic
         from .retrieval import Index, load
+        from .retrieval.sheet import contact_sheet
 
-        index = Index.load(a.index)
-        info = index.model
-        if not (a.model or info["source"]):
-            raise SketchdownError(f"{a.index}: built with a model made in memory; pass --model")
-        recorded = info["selector"] if info["selector"] and Path(info["selector"]).is_file() else None
-        model = load(a.model or info["source"], canvas=a.canvas or info["canvas"], photo_size=info["photo_size"],
-                     selector=a.selector or recorded, engine=a.engine, onnx=a.onnx)
-        index.attach(model)
-        sketch = read_sketch_item(a.sketch, key=a.key, split=a.split)
-        hits = index.search(sketch, a.k)
-        if a.json:
-            print(json.dumps({"sketch": str(a.sketch), "index": str(a.index), "engine": a.engine,
-                              "canvas": model.canvas_for(sketch), "model": info["source"],
-                              "results": [{"rank": r, "score": h.score, "path": str(h.path)}
-                                          for r, h in enumerate(hits, 1)]}, indent=2))
-            return
-        for r, h in enumerate(hits, 1):
-            print(f"{r:>4}  {h.score:.4f}  {h.path}")
+        single = len(a.sketches) == 1 and not a.sketches[0].is_dir()
+        if a.key and not single:
+            raise SketchdownError("--key picks a sketch of one multi-sketch file; give a single SKETCH file")
+        files = sketch_files(a.sketches)
+        sheets: list[Path | None] = [None] * len(files)
+        if a.sheet:
+            sheets = [a.sheet] if single else sheet_paths(a.sheet, files)
+        if a.index.is_dir():  # a photo folder: indexed in memory with --model, for a one-off search
+            if not a.model:
+                raise SketchdownError(f"{a.index} is a photo folder: pass --model to index it with")
+            model = load(a.model, canvas=a.canvas, selector=a.selector or (False if a.canvas else None),
+                         engine=a.engine, onnx=a.onnx)
+            index = Index.build(model, a.index, progress=True)
+        else:
+            index = Index.load(a.index)
+            info = index.model
+            if not (a.model or info["source"]):
+                raise SketchdownError(f"{a.index}: built with a model made in memory; pass --model")
+            # the index's selector, unless one is given or --canvas asks for a fixed canvas (never dropped silently)
+            selector = a.selector or (False if a.canvas else index.recorded_selector())
+            model = load(a.model or info["source"], canvas=a.canvas or info["canvas"], photo_size=info["photo_size"],
+                         raster_method=info.get("raster_method"), selector=selector, engine=a.engine, onnx=a.onnx)
+            index.attach(model)
+        docs, failed = [], 0
+        for path, sheet in zip(files, sheets):
+            try:
+                sketch = read_sketch_item(path, key=a.key, split=a.split)
+                hits = index.search(sketch, a.k)
+                if sheet is not None:
+                    image = contact_sheet(sketch, hits)
+                    write_atomic(sheet, lambda f: image.save(f, format="PNG"))
+            except SketchdownError as err:
+                message = str(err) if str(path) in str(err) else f"{path}: {err}"
+                print(f"sketchdown search: error: {message}", file=sys.stderr)
+                docs.append({"sketch": str(path), "error": message})
+                failed += 1
+                continue
+            doc = {"sketch": str(path), "index": str(a.index), "engine": a.engine, "canvas": hits.canvas,
+                   "model": model.source, "confidence": hits.confidence, "in_domain": hits.in_domain,
+                   "results": [{"rank": r, "score": h.score, "path": str(h.path)} for r, h in enumerate(hits, 1)]}
+            if sheet is not None:
+                doc["sheet"] = str(sheet)
+            docs.append(doc)
+            if not a.json:
+                if not single:
+                    if len(docs) - failed > 1:
+                        print()
+                    print(path)
+                for r, h in enumerate(hits, 1):
+                    print(f"{r:>4}  {h.score:.4f}  {h.path}")
+                print(describe_confidence(hits, model.info.get("dataset")))
+        if a.json and not (single and failed):
+            print(json.dumps(docs[0] if single else docs, indent=2))
+        return 2 if failed else 0
 
     p.set_defaults(run=run)
 
@@ -340,10 +479,12 @@ def add_search(sub: argparse._SubParsersAction) -> None:
 def add_export_onnx(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("export-onnx", help="export a model to ONNX and check it against torch",
                        description="Write the embedding net as ONNX (input 'image' B x 3 x H x W RGB in [0, 1], "
-                                   "dynamic batch, height and width; output 'embedding' B x D unit vectors), then "
-                                   "run onnxruntime and torch on the same random inputs at several sizes and fail "
-                                   "if any output differs by more than the tolerance.")
-    p.add_argument("--model", default="mobilenet_v2", help="run folder, checkpoint, or backbone name (zero-shot)")
+                                   "dynamic batch, height and width; output 'embedding' B x D unit vectors; a model "
+                                   "with untied sketch and photo towers takes a second input, the boolean 'photo', "
+                                   "and holds both towers), then run onnxruntime and torch on the same random "
+                                   "inputs at several sizes, each tower, and fail if any output differs by more "
+                                   "than the tolerance.")
+    p.add_argument("--model", required=True, help=MODEL_HELP)
     p.add_argument("-o", "--out", type=Path, required=True, help="ONNX file to write")
     p.add_argument("--photo-size", type=int, help="photo side the model's indexes use (default: the model's)")
     p.add_argument("--tolerance", type=float, default=None, help="max abs difference accepted (default 1e-4)")
@@ -370,14 +511,29 @@ def add_export_onnx(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(run=run)
 
 
-def add_bench(sub: argparse._SubParsersAction) -> None:
-    from .retrieval.bench import add_arguments
+def bench_arguments(p: argparse.ArgumentParser) -> None:
+    """The latency benchmark's flags, here rather than in ``retrieval.bench`` (which takes them from here, as
+    benchmarks/latency.py does through it): importing ``sketchdown.retrieval`` loads torch and faiss."""
+    p.add_argument("--teacher", help="teacher: run folder, checkpoint or backbone name (zero-shot)")
+    p.add_argument("--v1", help="SketchyNetV1 student: run folder, checkpoint or backbone name; run at canvas 256")
+    p.add_argument("--v2", help="SketchyNetV2's canvas selector (checkpoint or run folder), run on the --v1 student")
+    p.add_argument("--queries", type=int, default=200, help="timed queries per model and engine (default 200)")
+    p.add_argument("--warmup", type=int, default=20, help="untimed queries first (default 20)")
+    p.add_argument("--distractors", type=int, default=4885,
+                   help="photos added to the 115 Shoe-V1 test photos (default 4885: 5,000 in all)")
+    p.add_argument("--synthetic", type=int, default=100_000, help="synthetic vectors for index-only timing")
+    p.add_argument("--threads", type=int, help="CPU threads for torch, onnxruntime and faiss (default: torch's)")
+    p.add_argument("--data", type=Path, help="data root (default ../shared/data)")
+    p.add_argument("--cache", type=Path, help="photo-vector cache (default $SKETCHDOWN_HOME/bench)")
+    p.add_argument("--out", type=Path, default=Path("results/latency.json"), help="also writes the .md beside it")
 
+
+def add_bench(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("bench", help="batch-1 query latency (torch vs onnxruntime) and search at catalogue scale",
                        description="The retrieval latency benchmark (same as benchmarks/latency.py): sketch "
                                    "encoding per model x engine, search over 115 / 5,000 / 100,000 photos, "
                                    "end-to-end queries, and acc@1/@10 at 5,000 photos. Writes results/latency.*.")
-    add_arguments(p)
+    bench_arguments(p)
 
     def run(a: argparse.Namespace) -> None:
         from .retrieval.bench import main as bench_main
@@ -389,7 +545,7 @@ def add_bench(sub: argparse._SubParsersAction) -> None:
 
 def add_select(sub: argparse._SubParsersAction) -> None:
     from .config import add_dataclass_args
-    from .select.reinforce import SelectConfig
+    from .select.config import SelectConfig
 
     p = sub.add_parser("select", help="train SketchyNetV2's canvas selector for a frozen student (REINFORCE)",
                        description="Precompute the student's retrieval at every canvas for the train, validation "
@@ -415,8 +571,8 @@ def add_select(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(run=run)
 
 
-COMMANDS = (add_train, add_ensemble, add_distill, add_export_weights, add_select, add_evaluate, add_flops, add_render, add_weights,
-            add_backbones, add_index, add_search, add_export_onnx, add_bench)
+COMMANDS = (add_train, add_ensemble, add_distill, add_export, add_select, add_evaluate, add_flops, add_render,
+            add_weights, add_backbones, add_models, add_index, add_search, add_export_onnx, add_bench)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -436,11 +592,10 @@ def main(argv: list[str] | None = None) -> int:
         parser.print_help()
         return 0
     try:
-        args.run(args)
+        return args.run(args) or 0  # a command that reports its own errors returns 2 itself
     except SketchdownError as err:
         print(f"sketchdown {args.command}: error: {err}", file=sys.stderr)
         return 2
-    return 0
 
 
 if __name__ == "__main__":

@@ -12,8 +12,9 @@ import json
 import math
 import pickle
 import zipfile
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
+from itertools import islice
 from pathlib import Path
 from typing import Any
 from xml.parsers import expat
@@ -33,8 +34,8 @@ except ImportError:  # pragma: no cover - numpy < 1.26
     from numpy.core import numeric as _numeric
 
 RASTER_SUFFIXES = frozenset({".png", ".jpg", ".jpeg", ".bmp", ".webp", ".gif", ".tif", ".tiff"})
-SKETCH_SUFFIXES = RASTER_SUFFIXES | {".svg", ".json"}
-SKETCHX_SIZE = 256.0  # SketchX pickles and most stroke data sets draw on a 256 x 256 canvas
+SKETCH_SUFFIXES = RASTER_SUFFIXES | {".svg", ".json", ".ndjson"}
+SKETCHX_SIZE = 256.0  # SketchX pickles, Quick, Draw! simplified and most stroke data sets draw on a 256 x 256 canvas
 
 
 # ----------------------------------------------------------------------------------------------- common
@@ -50,13 +51,18 @@ def _existing(path: str | Path) -> Path:
     return p
 
 
+def _unreadable(p: Path, err: OSError) -> InputError:
+    """The InputError for a file that exists but cannot be read, instead of an OSError traceback."""
+    return InputError(p, f"cannot read it: {err.strerror or err}")
+
+
 def _read_bytes(path: str | Path) -> tuple[bytes, Path]:
-    """A file's bytes and its Path; unreadable files become an InputError instead of an OSError traceback."""
+    """A file's bytes and its Path."""
     p = _existing(path)
     try:
         return p.read_bytes(), p
     except OSError as err:
-        raise InputError(p, f"cannot read it: {err.strerror or err}") from err
+        raise _unreadable(p, err) from err
 
 
 def _existing_dir(path: str | Path, what: str) -> Path:
@@ -123,6 +129,8 @@ def read_sketch(path: str | Path) -> Sketch:
         return read_svg(p)
     if suffix == ".json":
         return read_stroke_json(p)
+    if suffix == ".ndjson":
+        return _ndjson_item(p, "0")
     raise InputError(p, f"unknown sketch file type {suffix or '(no suffix)'!r}; expected one of {', '.join(sorted(SKETCH_SUFFIXES))}")
 
 
@@ -216,20 +224,56 @@ def read_svg(path_or_text: str | Path | bytes) -> Sketch:
 # ----------------------------------------------------------------------------------------------- stroke JSON
 
 
-def _json_stroke(stroke: Any, i: int, source: str) -> np.ndarray:
-    """One stroke as (n, 2) floats; extra per-point values (time, pressure) are dropped."""
+def _json_numbers(stroke: Any, i: int, source: str) -> np.ndarray:
+    """A stroke's nested lists as one finite numeric array, whatever the layout; anything else is an InputError."""
     try:
         arr = np.asarray(stroke)
     except ValueError as err:
-        raise InputError(source, f"stroke {i}: points of unequal length ({err})") from err
+        raise InputError(source, f"stroke {i}: lists of unequal length ({err})") from err
+    if arr.size and arr.dtype.kind not in "iuf":
+        raise InputError(source, f"stroke {i}: coordinates must be numbers, got {arr.dtype.kind!r} values such as {arr.flat[0]!r}")
+    if any(isinstance(v, (bool, np.bool_)) for v in np.asarray(stroke, dtype=object).flat):  # numpy reads true as 1
+        raise InputError(source, f"stroke {i}: coordinates must be numbers, got true or false")
+    if not np.isfinite(arr).all():
+        raise InputError(source, f"stroke {i}: coordinates must be finite, found {arr[~np.isfinite(arr)][0]}")
+    return arr
+
+
+def _json_stroke(stroke: Any, i: int, source: str) -> np.ndarray:
+    """One point-list stroke [[x, y], ...] as (n, 2) floats; extra per-point values (time, pressure) are dropped."""
+    arr = _json_numbers(stroke, i, source)
     if arr.size == 0:
         return np.zeros((0, 2))
-    if arr.dtype.kind not in "iuf":
-        raise InputError(source, f"stroke {i}: coordinates must be numbers, got {arr.dtype.kind!r} values such as {arr.flat[0]!r}")
     if arr.ndim != 2 or arr.shape[1] < 2:
         raise InputError(source, f"stroke {i} must be a list of [x, y] points, got nesting of shape {arr.shape} "
                          "(expected [[[x, y], ...], ...]: a list of strokes, each a list of points)")
     return arr[:, :2].astype(np.float64)
+
+
+def _qd_lengths(stroke: Any) -> list[int] | None:
+    """The lengths of a stroke's lists when it has the Quick, Draw! shape (2 or 3 lists), else None."""
+    if isinstance(stroke, list) and len(stroke) in (2, 3) and all(isinstance(v, list) for v in stroke):
+        return [len(v) for v in stroke]
+    return None
+
+
+def _qd_stroke(stroke: Any, i: int, source: str) -> np.ndarray:
+    """One Quick, Draw! stroke [[xs], [ys]] or [[xs], [ys], [ts]] as (n, 2) floats; the times are dropped."""
+    lengths = _qd_lengths(stroke)
+    if lengths is not None and len(set(lengths)) > 1:
+        raise InputError(source, f"stroke {i}: its x, y (and t) lists are of unequal length {lengths}; "
+                         "they need one value per point each")
+    arr = None if lengths is None else _json_numbers(stroke, i, source)
+    if arr is None or arr.ndim != 2:
+        raise InputError(source, f"stroke {i} must be Quick, Draw! lists [[x0, x1, ...], [y0, y1, ...]] "
+                         "(optionally a third list of times)")
+    return arr[:2].T.astype(np.float64)
+
+
+def _is_quickdraw(strokes: list) -> bool:
+    """Whether a bare stroke list is in the Quick, Draw! layout, by the rule read_stroke_json documents."""
+    shapes = [_qd_lengths(s) for s in strokes]
+    return None not in shapes and any(n < 2 or n > 3 for lengths in shapes for n in lengths)
 
 
 def _json_size(obj: dict, key: str, source: str) -> float | None:
@@ -241,31 +285,94 @@ def _json_size(obj: dict, key: str, source: str) -> float | None:
     return float(value)
 
 
-def read_stroke_json(path_or_obj: str | Path | list | dict) -> Sketch:
-    """Strokes from JSON: ``[[[x, y], ...], ...]`` or ``{"strokes": ..., "width": W, "height": H}``.
+def _parse_json(data: bytes, source: str) -> Any:
+    try:
+        return json.loads(data)
+    except (ValueError, RecursionError) as err:
+        raise InputError(source, f"malformed JSON ({err})") from err
 
-    Without a canvas size the SketchX 256 x 256 canvas is assumed, widened to the ink if it does not fit.
-    """
-    if isinstance(path_or_obj, (list, dict)):
-        obj, source = path_or_obj, "<json>"
-    else:
-        data, p = _read_bytes(path_or_obj)
-        source = str(p)
-        try:
-            obj = json.loads(data)
-        except (ValueError, RecursionError) as err:
-            raise InputError(source, f"malformed JSON ({err})") from err
-    width = height = None
+
+def _json_sketch(obj: Any, source: str) -> Sketch:
+    """The Sketch of parsed stroke JSON (see read_stroke_json); an object's other keys become ``meta``."""
+    width = height = quickdraw = None
+    meta: dict = {}
     if isinstance(obj, dict):
-        if "strokes" not in obj:
-            raise InputError(source, f"a JSON object needs a 'strokes' key, found {sorted(obj)}")
+        keys = [k for k in ("strokes", "drawing") if k in obj]
+        if len(keys) != 1:
+            raise InputError(source, "a JSON object needs one of the keys 'strokes' (point lists) and 'drawing' "
+                             f"(Quick, Draw!), found {sorted(obj)}")
+        quickdraw = keys[0] == "drawing"
         width, height = _json_size(obj, "width", source), _json_size(obj, "height", source)
-        obj = obj["strokes"]
+        meta = {k: v for k, v in obj.items() if k not in (keys[0], "width", "height")}
+        obj = obj[keys[0]]
     if not isinstance(obj, list):
         raise InputError(source, f"strokes must be a JSON list of strokes, got {type(obj).__name__}")
-    strokes = [_json_stroke(s, i, source) for i, s in enumerate(obj)]
+    if quickdraw is None:
+        quickdraw = _is_quickdraw(obj)
+    read = _qd_stroke if quickdraw else _json_stroke
+    strokes = [read(s, i, source) for i, s in enumerate(obj)]
     side = _ink_frame(strokes)
-    return Sketch(strokes=tuple(strokes), width=width or side, height=height or side, source=source)
+    return Sketch(strokes=tuple(strokes), width=width or side, height=height or side, source=source, meta=meta)
+
+
+def read_stroke_json(path_or_obj: str | Path | list | dict) -> Sketch:
+    """Strokes from JSON (docs/formats.md): point lists or Google Quick, Draw! coordinate lists.
+
+    ``{"strokes": [[[x, y], ...], ...], "width": W, "height": H}`` holds point lists (a point may carry more
+    values, such as a time, which are dropped); ``{"drawing": [[[x0, x1, ...], [y0, y1, ...]], ...], ...}`` is a
+    Quick, Draw! drawing, each stroke its xs, ys and optionally times (dropped); its other keys (word, key_id,
+    ...) go to ``Sketch.meta``. A bare list of strokes is Quick, Draw! when every stroke is 2 or 3 lists and some
+    list has fewer than 2 or more than 3 entries, which no [x, y] or [x, y, t] point has; otherwise it is point
+    lists. The layout is decided once per file, never per stroke, so a file whose strokes are all 2 or 3 lists of
+    2 or 3 numbers (``[[[0, 0], [9, 9]]]``) stays point lists: wrap such a Quick, Draw! drawing in
+    ``{"drawing": ...}``. Without a canvas size the 256 x 256 canvas of SketchX and Quick, Draw! simplified data
+    is assumed, widened to the ink if it does not fit (raw Quick, Draw! data).
+    """
+    if isinstance(path_or_obj, (list, dict)):
+        return _json_sketch(path_or_obj, "<json>")
+    data, p = _read_bytes(path_or_obj)
+    return _json_sketch(_parse_json(data, str(p)), str(p))
+
+
+def _ndjson_lines(path: str | Path) -> Iterator[tuple[int, bytes]]:
+    """(line number from 1, text) of each non-blank line, streamed: Quick, Draw! files run to hundreds of MB."""
+    p = _existing(path)
+    try:
+        with p.open("rb") as f:
+            yield from ((n, line) for n, line in enumerate(f, 1) if line.strip())
+    except OSError as err:
+        raise _unreadable(p, err) from err
+
+
+def _ndjson_sketch(p: Path, n: int, line: bytes) -> Sketch:
+    """Line ``n`` as a Sketch whose source names the file, the line and, for Quick, Draw!, the word and key_id."""
+    where = f"{p}:{n}"
+    obj = _parse_json(line, where)
+    if isinstance(obj, dict):
+        tags = [str(obj["word"])] if "word" in obj else []
+        tags += [f"key_id {obj['key_id']}"] if "key_id" in obj else []
+        where += f" ({', '.join(tags)})" if tags else ""
+    return _json_sketch(obj, where)
+
+
+def read_ndjson(path: str | Path, limit: int | None = None) -> Iterator[Sketch]:
+    """The sketches of an ndjson file, one stroke-JSON text a line (Quick, Draw! objects), at most ``limit``.
+
+    Blank lines are skipped. Lines are read as they are yielded, so a malformed one fails when it is reached,
+    with an InputError naming the file and the line.
+    """
+    p = Path(path)
+    for n, line in islice(_ndjson_lines(p), limit):
+        yield _ndjson_sketch(p, n, line)
+
+
+def _ndjson_item(p: Path, key: str) -> Sketch:
+    """Drawing ``key`` (0-based, blank lines not counted) of an ndjson file, reading only as far as it."""
+    found = next(islice(_ndjson_lines(p), int(key), None), None) if key.isdecimal() else None
+    if found is None:
+        count = sum(1 for _ in _ndjson_lines(p))
+        raise InputError(p, f"pass --key N with 0 <= N < {count} to pick a drawing" if count else "holds no drawings")
+    return _ndjson_sketch(p, *found)
 
 
 def sketch_to_json(sketch: Sketch) -> dict:
@@ -387,12 +494,15 @@ def read_stroke3_npz(path: str | Path, split: str = "train") -> list[Sketch]:
 
 
 def read_sketch_item(path: str | Path, key: str | None = None, split: str = "test") -> Sketch:
-    """One sketch from any file: a single-sketch file, or ``key`` of a SketchX pickle / sketch-rnn ``.npz``.
+    """One sketch from any file: a single-sketch file, or ``key`` of an ndjson, SketchX pickle or sketch-rnn ``.npz``.
 
-    For an ``.npz`` ``key`` is an index into ``split``. Without ``key`` a multi-sketch file is an error that
-    lists a few valid keys, so the CLI can say what to pass.
+    For an ``.ndjson`` ``key`` is the drawing's 0-based index (default the first), for an ``.npz`` an index into
+    ``split``. Without ``key`` a pickle or ``.npz`` is an error that lists a few valid keys, so the CLI can say
+    what to pass.
     """
     p = _existing(path)
+    if p.suffix.lower() == ".ndjson":
+        return _ndjson_item(p, key or "0")
     if p.suffix.lower() in SKETCH_SUFFIXES:
         return read_sketch(p)
     if p.suffix.lower() == ".npz":

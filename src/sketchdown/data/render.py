@@ -4,18 +4,22 @@ Vector sketches are drawn directly at the target canvas (no big raster is made a
 rasteriser on a supersampled grid that is box-filtered down, which gives anti-aliased strokes without any
 per-pixel Python work. The line width follows ``line_width``: proportional to the canvas, but never thinner than
 a floor, so a 32x32 canvas still shows every stroke. The constants were chosen by measurement
-(``benchmarks/rendering.py``; see docs/rendering.md).
+(``benchmarks/rendering.py``; see docs/rendering.md). Torch is imported only by the functions that use it, so
+reading and drawing a vector sketch works without loading it.
 """
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import numpy as np
-import torch
-import torch.nn.functional as F
 from PIL import Image, ImageDraw
 
 from ..errors import InputError
 from .sketch import Sketch
+
+if TYPE_CHECKING:
+    import torch
 
 CANVASES: tuple[int, ...] = (32, 64, 128, 256)
 REFERENCE_CANVAS = 256
@@ -76,6 +80,9 @@ def shrink_raster(raster: np.ndarray, canvas: int, method: str = DEFAULT_RASTER_
     h, w = raster.shape
     if (h, w) == (canvas, canvas):
         return raster
+    import torch
+    import torch.nn.functional as F
+
     ink = torch.from_numpy(255.0 - raster.astype(np.float32))[None, None]
     side = max(h, w)  # pad to a square so the aspect ratio is kept
     ink = F.pad(ink, ((side - w) // 2, side - w - (side - w) // 2, (side - h) // 2, side - h - (side - h) // 2))
@@ -97,6 +104,8 @@ def to_canvas(sketch: Sketch, canvas: int, raster_method: str = DEFAULT_RASTER_M
 
 def to_tensor(canvas_img: np.ndarray) -> torch.Tensor:
     """uint8 grey canvas -> float 3xHxW in [0, 1] (grey repeated over RGB, as the backbones expect)."""
+    import torch
+
     return torch.tensor(canvas_img, dtype=torch.float32).div_(255.0).expand(3, -1, -1).contiguous()
 
 

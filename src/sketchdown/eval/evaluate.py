@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import json
-from pathlib import Path
 
 import torch
 from torch import nn
@@ -65,10 +63,3 @@ def evaluate_canvases(model: nn.Module, rset: RetrievalSet, canvases: tuple[int,
                      progress=progress, precision=precision) for c in canvases]
 
 
-def write_json(data: dict | list, path: str | Path) -> None:
-    """Write JSON atomically (a crash never leaves half a file)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    tmp.write_text(json.dumps(data, indent=2) + "\n")
-    tmp.replace(path)

@@ -13,7 +13,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from .evaluate import write_json
+from ..files import write_json
 
 COLUMNS = ("name", "backbone", "canvas", "params_m", "gflops", "cpu_ms", "acc1", "acc5", "acc10", "acc1_std",
            "seeds", "command")

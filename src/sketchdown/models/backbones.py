@@ -12,11 +12,12 @@ from __future__ import annotations
 from functools import partial
 from pathlib import Path
 
-import timm
+from .._compat import torchvision  # must precede timm, which imports torchvision
+
+import timm  # noqa: E402  (after the torchvision shim)
 import torch
 from torch import nn
 
-from .._compat import torchvision
 from ..errors import MissingWeightsError
 from . import weights as W
 from .registry import IMAGENET, Backbone, InputStats, load_state_file, random_init_warning, register_backbone

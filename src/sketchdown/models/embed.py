@@ -8,6 +8,7 @@ joins trained models of either kind.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Union
@@ -17,6 +18,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..errors import InputError, SketchdownError
+from ..files import write_atomic
 from .canvas_norm import add_canvas_stats, nearest_slot
 from .registry import Backbone, create_backbone
 
@@ -171,11 +173,14 @@ def create_model(backbone: str = "mobilenet_v2", embed_dim: int | None = None, p
 
 def _atomic_save(obj: dict, path: str | Path) -> None:
     """``torch.save`` through a temporary file, so a crash never leaves half a checkpoint."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    torch.save(obj, tmp)
-    tmp.replace(path)
+    write_atomic(path, lambda f: torch.save(obj, f))
+
+
+def state_parts(state: dict[str, torch.Tensor]) -> Iterator[bytes]:
+    """Every tensor's name, dtype, shape and raw bytes, in name order: what a content hash of weights reads."""
+    for name, t in sorted(state.items()):
+        yield f"{name}:{t.dtype}:{tuple(t.shape)}".encode()
+        yield t.detach().cpu().contiguous().reshape(-1).view(torch.uint8).numpy().tobytes()
 
 
 def save_checkpoint(path: str | Path, model: EmbeddingNet, **extra) -> None:

@@ -47,6 +47,7 @@ from torch import nn
 
 from .._compat import torchvision  # must precede timm, which imports torchvision
 from ..errors import MissingWeightsError, SketchdownError
+from ..files import write_atomic
 
 import timm  # noqa: E402  (after the torchvision shim)
 from timm.layers import create_pool2d  # noqa: E402
@@ -293,10 +294,7 @@ def _weights_file(name: str) -> Path:
     if not path.is_file():
         build, convert = _MODELS[name]
         state = convert(build())
-        path.parent.mkdir(parents=True, exist_ok=True)
-        staging = path.with_suffix(f".{os.getpid()}.tmp")  # a reader never sees half a file
-        torch.save(state, staging)
-        staging.replace(path)
+        write_atomic(path, lambda f: torch.save(state, f))
     return path
 
 

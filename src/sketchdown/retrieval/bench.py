@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import argparse
 import platform
-import re
 import sys
 import time
 from collections import Counter
@@ -36,32 +35,14 @@ import torch
 from ..data.datasets import RetrievalSet, data_root, load_set, load_sketch
 from ..data.sketch import Sketch
 from ..errors import SketchdownError
-from ..eval.evaluate import write_json
+from ..files import write_json, write_text
 from ..eval.metrics import metrics_from_ranks, true_ranks
 from ..models.weights import cache_dir
-from .encoder import SketchEncoder, load, load_selector
+from .encoder import Retriever, load
 from .index import Index, build_file, recall_at_k
 
-MARKERS = ("<!-- latency:start -->", "<!-- latency:end -->")
 TARGET_MS, TARGET_SPEEDUP = 5.0, 20.0  # SketchyNetV2 on onnxruntime, query over 5,000 photos; vs the teacher's
 K = 10
-
-
-def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--teacher", help="teacher: run folder, checkpoint or backbone name (zero-shot)")
-    p.add_argument("--v1", help="SketchyNetV1 student: run folder, checkpoint or backbone name; run at canvas 256")
-    p.add_argument("--v2", help="SketchyNetV2's canvas selector (checkpoint or run folder), run on the --v1 student")
-    p.add_argument("--queries", type=int, default=200, help="timed queries per model and engine (default 200)")
-    p.add_argument("--warmup", type=int, default=20, help="untimed queries first (default 20)")
-    p.add_argument("--distractors", type=int, default=4885,
-                   help="photos added to the 115 Shoe-V1 test photos (default 4885: 5,000 in all)")
-    p.add_argument("--synthetic", type=int, default=100_000, help="synthetic vectors for index-only timing")
-    p.add_argument("--threads", type=int, help="CPU threads for torch, onnxruntime and faiss (default: torch's)")
-    p.add_argument("--data", type=Path, help="data root (default ../shared/data)")
-    p.add_argument("--cache", type=Path, help="photo-vector cache (default $SKETCHDOWN_HOME/bench)")
-    p.add_argument("--out", type=Path, default=Path("results/latency.json"), help="also writes the .md beside it")
-    p.add_argument("--readme", type=Path, default=Path("README.md"),
-                   help="README whose table between the latency markers is refreshed, if it has them")
 
 
 def time_calls(fn: Callable[[Any], object], queries: list, warmup: int) -> dict:
@@ -88,7 +69,7 @@ def gallery_photos(root: Path, distractors: int) -> tuple[RetrievalSet, list[Pat
     return test, list(test.photos) + shoes + [sketchy[i] for i in sorted(pick)]
 
 
-def models(args: argparse.Namespace) -> dict[str, SketchEncoder]:
+def models(args: argparse.Namespace) -> dict[str, Retriever]:
     out = {}
     if args.teacher:
         out["teacher"] = load(args.teacher, canvas=256)
@@ -97,8 +78,7 @@ def models(args: argparse.Namespace) -> dict[str, SketchEncoder]:
     if args.v2:
         if not args.v1:
             raise SketchdownError("--v2 is a canvas selector that runs on the --v1 student: give --v1 too")
-        v1 = out["SketchyNetV1"]
-        out["SketchyNetV2"] = SketchEncoder(v1.model, v1.canvas, v1.photo_size, load_selector(args.v2), v1.source)
+        out["SketchyNetV2"] = load(args.v1, canvas=256, selector=args.v2)
     if not out:
         raise SketchdownError("nothing to measure: give --teacher, --v1 and/or --v2")
     return out
@@ -124,7 +104,7 @@ def search_rows(label: str, vectors: np.ndarray, queries: np.ndarray, warmup: in
     return rows
 
 
-def measure_model(name: str, enc: SketchEncoder, gallery: Index, test: RetrievalSet, sketches: list[Sketch],
+def measure_model(name: str, enc: Retriever, gallery: Index, test: RetrievalSet, sketches: list[Sketch],
                   queries: list[Sketch], args: argparse.Namespace, threads: int,
                   search: bool = True) -> dict[str, list[dict]]:
     """Encode and query timings on both engines, accuracy and engine agreement of one model, and search timings
@@ -242,10 +222,6 @@ def main(args: argparse.Namespace) -> dict:
                       "models": {n: e.describe() for n, e in encoders.items()}, "notes": notes}
     write_json(result, args.out)
     table = markdown(result)
-    args.out.with_suffix(".md").write_text(table + "\n")
-    if args.readme.is_file() and MARKERS[0] in args.readme.read_text():
-        pattern = re.escape(MARKERS[0]) + ".*?" + re.escape(MARKERS[1])
-        text = re.sub(pattern, lambda _: f"{MARKERS[0]}\n{table}\n{MARKERS[1]}", args.readme.read_text(), flags=re.S)
-        args.readme.write_text(text)
+    write_text(args.out.with_suffix(".md"), table + "\n")
     print(table)
     return result

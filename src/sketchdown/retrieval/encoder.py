@@ -1,14 +1,15 @@
-"""The retriever's model: an embedding model for photos and sketches, the canvas each sketch is drawn at, an engine.
+"""The retriever: an embedding model for photos and sketches plus every setting it is used with, as one object.
 
 Photos go through the model's photo branch and sketches through its sketch branch (one shared network, or two
-untied towers); photos at ``photo_size``, sketches at a fixed canvas or one a selector picks per sketch
-(SketchyNetV2). A sketch may arrive as a file, a PIL image, an array or strokes; ``as_sketch`` turns each into the
-one ``Sketch`` type so everything after it is shared.
+untied towers); photos at ``photo_size``, sketches drawn with ``raster_method`` at a fixed canvas or one a
+selector picks per sketch (SketchyNetV2). ``load`` builds one from a shipped model name, an artifact folder, a
+training run folder or checkpoint, or a backbone name (zero-shot), and ``Retriever.save`` writes the artifact
+(``models.artifact``) that ``load`` reads back with the same settings. A sketch may arrive as a file, a PIL image,
+an array or strokes; ``as_sketch`` turns each into the one ``Sketch`` type so everything after it is shared.
 """
 
 from __future__ import annotations
 
-import hashlib
 import json
 from collections.abc import Callable, Sequence
 from dataclasses import asdict
@@ -19,15 +20,19 @@ import numpy as np
 import torch
 from PIL import Image
 
+from .. import pretrained
 from ..data import io
 from ..data.datasets import PHOTO_SIZE, load_photo
-from ..data.render import REFERENCE_CANVAS, to_canvas, to_tensor
+from ..data.render import DEFAULT_RASTER_METHOD, RASTER_METHODS, REFERENCE_CANVAS, to_canvas, to_tensor
 from ..data.sketch import Sketch
 from ..data.transforms import photo_to_tensor
 from ..errors import InputError, SketchdownError
-from ..models.embed import Model, create_model, load_model, read_checkpoint
+from ..files import checkpoint_path, digest
+from ..models import artifact
+from ..models.embed import Model, create_model, load_model, read_checkpoint, state_parts
 from ..models.precision import resolve
 from ..models.registry import list_backbones
+from ..select.policy import CanvasPolicy, load_policy, policy_part
 
 SketchLike = Union[str, Path, Sketch, Image.Image, np.ndarray, list, tuple, dict]
 ENGINES = ("torch", "onnx")
@@ -107,31 +112,34 @@ def _array_sketch(a: np.ndarray) -> Sketch:
 
 def model_identity(model: Model, photo_size: int) -> str:
     """sha256 of everything that fixes the photo vectors: config, every weight and buffer, and the photo size."""
-    h = hashlib.sha256(json.dumps({"config": asdict(model.config), "photo_size": photo_size}, sort_keys=True).encode())
-    for name, t in sorted(model.state_dict().items()):
-        h.update(f"{name}:{t.dtype}:{tuple(t.shape)}".encode())
-        h.update(t.detach().cpu().contiguous().reshape(-1).view(torch.uint8).numpy().tobytes())
-    return h.hexdigest()
+    config = json.dumps({"config": asdict(model.config), "photo_size": photo_size}, sort_keys=True)
+    return digest([config, *state_parts(model.state_dict())])
 
 
 def selector_source(selector: CanvasSelector | None) -> str | None:
-    """How an index names a selector: its ``source`` file if it has one, else its type."""
+    """How an index names a selector: its ``source`` (a file, folder or shipped name) if it has one, else its
+    type."""
     if selector is None:
         return None
     return str(getattr(selector, "source", None) or type(selector).__name__)
 
 
-class SketchEncoder:
-    """A model ready to retrieve: encodes photos for the index and sketches for queries, on one engine."""
+class Retriever:
+    """A model ready to retrieve, with its settings: encodes photos for the index and sketches for queries."""
 
     def __init__(self, model: Model, canvas: int = REFERENCE_CANVAS, photo_size: int = PHOTO_SIZE,
                  selector: CanvasSelector | None = None, source: str | None = None,
-                 engine: Engine | None = None, precision: str = "auto", memory_format: str = "auto") -> None:
+                 engine: Engine | None = None, precision: str = "auto", memory_format: str = "auto", *,
+                 raster_method: str = DEFAULT_RASTER_METHOD, info: dict | None = None) -> None:
         if canvas < 1 or photo_size < 1:
             raise SketchdownError(f"canvas and photo size must be positive, got {canvas} and {photo_size}")
+        if raster_method not in RASTER_METHODS:
+            raise SketchdownError(f"unknown raster method {raster_method!r}; choose one of {', '.join(RASTER_METHODS)}")
         self.model = model.eval()
         self.canvas, self.photo_size, self.selector = canvas, photo_size, selector
+        self.raster_method = raster_method
         self.source = source  # what `load` can rebuild it from; None for a model made in memory
+        self.info = dict(info or {})  # what it is: name, dataset, test figures (from its artifact)
         self.precision, self.memory_format = precision, memory_format  # for the torch engine (auto: measured)
         self.engine: Engine = engine or TorchEngine(self.model, precision, memory_format)
         self._identity: str | None = None
@@ -146,40 +154,71 @@ class SketchEncoder:
     def dim(self) -> int:
         return self.model.dim
 
+    def settings(self) -> dict:
+        """The inference settings an artifact stores with the weights."""
+        towers = self.model.towers
+        sketch = next((t for k, t in towers.items() if k.endswith("sketch")), next(iter(towers.values())))
+        return {"canvas": self.canvas, "photo_size": self.photo_size, "raster_method": self.raster_method,
+                "precision": self.precision, "memory_format": self.memory_format,
+                "canvas_stats": list(sketch.config.canvas_stats),
+                "input": {"range": "RGB in [0, 1]; normalised inside the model",
+                          "mean": sketch.backbone.mean.flatten().tolist(), "std": sketch.backbone.std.flatten().tolist()}}
+
     def describe(self) -> dict:
-        """What an index records about the model that filled it."""
+        """What an index records about the retriever that filled it."""
         return {"identity": self.identity, "source": self.source, "backbone": self.model.config.backbone,
                 "dim": self.dim, "photo_size": self.photo_size, "canvas": self.canvas,
-                "selector": selector_source(self.selector)}
+                "raster_method": self.raster_method, "selector": selector_source(self.selector)}
+
+    def replace(self, **changes) -> "Retriever":
+        """A copy with some of the constructor's arguments changed (the identity is kept when the model and photo
+        size are)."""
+        args = {"model": self.model, "canvas": self.canvas, "photo_size": self.photo_size, "selector": self.selector,
+                "source": self.source, "engine": self.engine, "precision": self.precision,
+                "memory_format": self.memory_format, "raster_method": self.raster_method, "info": self.info}
+        args.update(changes)
+        out = Retriever(**args)
+        if out.model is self.model and out.photo_size == self.photo_size:
+            out._identity = self._identity
+        return out
+
+    def save(self, folder: str | Path, half: bool = False, info: dict | None = None) -> Path:
+        """Write the retriever artifact: model weights (fp16 if ``half``), its selector if any, the settings."""
+        parts = {"model": artifact.model_part(self.model)}
+        if self.selector is not None:
+            if not isinstance(self.selector, CanvasPolicy):
+                raise SketchdownError(f"only a trained canvas policy can be saved, not a {type(self.selector).__name__}")
+            parts["selector"] = policy_part(self.selector)
+        return artifact.save(folder, "retriever", parts, self.settings(), {**self.info, **(info or {})}, half)
 
     def with_engine(self, engine: str, onnx: str | Path | bytes | None = None,
-                    threads: int | None = None) -> "SketchEncoder":
+                    threads: int | None = None) -> "Retriever":
         """The same retriever on another engine. ``onnx``: an exported file (checked to be this model's);
         without one the model is exported in memory."""
         if engine not in ENGINES:
             raise SketchdownError(f"unknown engine {engine!r}; choose one of {', '.join(ENGINES)}")
         if engine == "torch":
-            runner: Engine = TorchEngine(self.model, self.precision, self.memory_format)
-        else:
-            from .onnx import OnnxEngine, export_onnx
+            return self.replace(engine=TorchEngine(self.model, self.precision, self.memory_format))
+        from .onnx import OnnxEngine, export_onnx
 
-            runner = OnnxEngine(onnx if onnx is not None else export_onnx(self), threads)
-            if runner.identity != self.identity:
-                raise SketchdownError(f"{onnx}: exported from another model (identity {runner.identity[:12]}, "
-                                      f"this model {self.identity[:12]}); export it again with export-onnx")
-        out = SketchEncoder(self.model, self.canvas, self.photo_size, self.selector, self.source, runner,
-                            self.precision, self.memory_format)
-        out._identity = self._identity
-        return out
+        runner = OnnxEngine(onnx if onnx is not None else export_onnx(self), threads)
+        if runner.identity != self.identity:
+            raise SketchdownError(f"{onnx}: exported from another model (identity {runner.identity[:12]}, "
+                                  f"this model {self.identity[:12]}); export it again with export-onnx")
+        return self.replace(engine=runner)
 
     def canvas_for(self, sketch: Sketch) -> int:
         return int(self.selector.choose(sketch)) if self.selector is not None else self.canvas
 
-    def encode_sketch(self, sketch: SketchLike) -> np.ndarray:
-        """One sketch -> its D unit vector: read, drawn at its canvas, embedded."""
+    def query(self, sketch: SketchLike) -> tuple[np.ndarray, int]:
+        """One sketch -> (its D unit vector, the canvas it was drawn at): read, drawn at its canvas, embedded."""
         s = as_sketch(sketch)
-        image = to_tensor(to_canvas(s, self.canvas_for(s)))[None].numpy()
-        return self.engine(image, "sketch")[0]
+        canvas = self.canvas_for(s)
+        image = to_tensor(to_canvas(s, canvas, self.raster_method))[None].numpy()
+        return self.engine(image, "sketch")[0], canvas
+
+    def encode_sketch(self, sketch: SketchLike) -> np.ndarray:
+        return self.query(sketch)[0]
 
     def encode_photos(self, paths: Sequence[str | Path], batch_size: int = 32, skip_bad: bool = False,
                       on_batch: Callable[[int], None] | None = None) -> tuple[np.ndarray, list[Path]]:
@@ -205,41 +244,59 @@ class SketchEncoder:
         return np.ascontiguousarray(out, dtype=np.float32), skipped
 
 
-def load_selector(path: str | Path) -> CanvasSelector:
-    """A trained canvas selector (SketchyNetV2's policy) from its checkpoint or run folder (its best.pt)."""
-    from ..select.policy import load_policy
-
-    p = Path(path) / "best.pt" if Path(path).is_dir() else Path(path)
-    selector = load_policy(p)
-    selector.source = str(p.resolve())
+def load_selector(spec: str | Path) -> CanvasPolicy:
+    """A trained canvas selector (SketchyNetV2's policy): a shipped model's, an artifact folder's, or a ``select``
+    run folder's / checkpoint's."""
+    folder = pretrained.locate(str(spec)) if str(spec) in pretrained.MODELS else None
+    selector = load_policy(folder or spec)
+    selector.source = str(spec) if folder else str(Path(spec).resolve())
     return selector
 
 
 def load(model: str | Path, canvas: int | None = None, photo_size: int | None = None,
-         selector: CanvasSelector | str | Path | None = None, engine: str = "torch",
-         onnx: str | Path | None = None, precision: str = "auto", memory_format: str = "auto") -> SketchEncoder:
-    """A retriever from a run folder (its best.pt), a checkpoint file, or a registered backbone name (zero-shot
-    ImageNet weights). Canvas and photo size default to the ones the run trained and evaluated with, else 256.
-    ``selector``: a canvas selector or the path of a trained one; ``onnx``: an exported model file to run on
-    (implies ``engine="onnx"``); ``precision``/``memory_format``: the torch engine's (``auto``: per backbone, and
-    per use, batched photos or one sketch, from the measured table)."""
-    path = Path(model)
-    if path.is_dir():
-        path = path / "best.pt"
-        if not path.is_file():
-            raise InputError(model, "is a folder without best.pt; give a training run folder or a checkpoint file")
-    if path.is_file():
+         selector: CanvasSelector | str | Path | bool | None = None, engine: str = "torch",
+         onnx: str | Path | None = None, precision: str | None = None, memory_format: str | None = None,
+         raster_method: str | None = None) -> Retriever:
+    """A retriever from a shipped model name (``sketchdown models``), an artifact folder, a training run folder
+    (its best.pt) or checkpoint file, or a registered backbone name (zero-shot ImageNet weights).
+
+    Every setting defaults to the one the artifact or run stores (else canvas and photo size 256, ``auto``
+    precision); an argument overrides it. ``selector``: None keeps the artifact's, False drops it (a fixed
+    canvas), or a selector / the path of a trained one; ``onnx``: an exported model file to run on (implies
+    ``engine="onnx"``); ``precision``/``memory_format``: the torch engine's (``auto``: per backbone and per use,
+    batched photos or one sketch, from the measured table).
+    """
+    spec = str(model)
+    stored: dict = {}
+    own_selector: CanvasSelector | None = None
+    info: dict = {}
+    folder = pretrained.locate(spec) if spec in pretrained.MODELS else Path(model)
+    if artifact.is_artifact(folder):
+        art = artifact.read(folder, "retriever")
+        net, stored, info = artifact.build_model(art), art.settings, art.info
+        source = spec if spec in pretrained.MODELS else str(Path(folder).resolve())
+        if "selector" in art.parts and selector is None:
+            own_selector = load_policy(folder)
+            own_selector.source = source
+    elif folder.exists():
+        path = checkpoint_path(folder)
         trained = read_checkpoint(path).get("config") or {}
         net, source = load_model(path), str(path.resolve())
-        canvas = canvas or trained.get("eval_canvas") or REFERENCE_CANVAS
-        photo_size = photo_size or trained.get("photo_size") or PHOTO_SIZE
-    elif str(model) in list_backbones():
-        net, source = create_model(str(model)), str(model)
+        stored = {"canvas": trained.get("eval_canvas"), "photo_size": trained.get("photo_size"),
+                  "raster_method": trained.get("raster_method")}
+    elif spec in list_backbones():
+        net, source = create_model(spec), spec
     else:
-        raise InputError(model, "not a run folder, a checkpoint file, or a registered backbone "
-                                f"({', '.join(list_backbones())})")
+        raise InputError(model, "not a shipped model (see `sketchdown models`), an artifact or run folder, a "
+                                f"checkpoint file, or a registered backbone ({', '.join(list_backbones())})")
     if isinstance(selector, (str, Path)):
-        selector = load_selector(selector)
-    encoder = SketchEncoder(net, canvas or REFERENCE_CANVAS, photo_size or PHOTO_SIZE, selector, source,
-                            precision=precision, memory_format=memory_format)
-    return encoder if engine == "torch" and onnx is None else encoder.with_engine("onnx" if onnx else engine, onnx)
+        own_selector = load_selector(selector)
+    elif selector not in (None, False, True):
+        own_selector = selector
+    retriever = Retriever(net, canvas or stored.get("canvas") or REFERENCE_CANVAS,
+                          photo_size or stored.get("photo_size") or PHOTO_SIZE, own_selector, source,
+                          precision=precision or stored.get("precision") or "auto",
+                          memory_format=memory_format or stored.get("memory_format") or "auto",
+                          raster_method=raster_method or stored.get("raster_method") or DEFAULT_RASTER_METHOD,
+                          info=info)
+    return retriever if engine == "torch" and onnx is None else retriever.with_engine("onnx" if onnx else engine, onnx)

@@ -11,11 +11,12 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import sys
 import time
 import zipfile
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Iterable, Sequence
 from pathlib import Path
-from typing import BinaryIO, NamedTuple
+from typing import NamedTuple
 
 import faiss
 import numpy as np
@@ -23,7 +24,9 @@ from tqdm import tqdm
 
 from ..data.io import RASTER_SUFFIXES
 from ..errors import InputError, SketchdownError
-from .encoder import SketchEncoder, SketchLike, load
+from ..files import write_atomic
+from ..select.policy import CanvasPolicy
+from .encoder import Retriever, SketchLike, load, load_selector
 
 FORMAT, VERSION = "sketchdown-index", 1
 KINDS = ("auto", "exact", "hnsw")
@@ -31,7 +34,9 @@ KINDS = ("auto", "exact", "hnsw")
 # cache) each query streams the catalogue from memory, and HNSW answers in a fraction of the time.
 HNSW_THRESHOLD = 10_000
 HNSW_M, HNSW_EF_CONSTRUCTION, HNSW_EF_SEARCH = 32, 80, 128
+OUT_OF_DOMAIN = 0.1  # confidence below which a search is flagged as out of domain (chosen on validation: docs/search.md)
 CHECKPOINT_EVERY = 512  # photos encoded between two progress files of an interrupted build
+PROGRESS_EVERY = 256  # photos between two progress lines when stderr is not a terminal (a log, a pipe)
 
 
 class Hit(NamedTuple):
@@ -39,6 +44,30 @@ class Hit(NamedTuple):
 
     path: Path
     score: float
+
+
+class Results(list):
+    """The hits of one search, best first, and how far to trust them.
+
+    ``confidence``: the share of the retriever's in-domain validation sketches whose top-1 cosine this query's
+    top-1 cosine reaches (None when the retriever carries no calibration, e.g. zero-shot). ``in_domain`` is False
+    below ``OUT_OF_DOMAIN``: the sketch matches its best photo worse than 90% of real sketches of the retriever's
+    domain do, which is what a chair drawn against a shoe catalogue looks like. ``canvas``: the canvas the sketch
+    was drawn at (the selector's choice, if any).
+    """
+
+    def __init__(self, hits: list[Hit], canvas: int, confidence: float | None) -> None:
+        super().__init__(hits)
+        self.canvas, self.confidence = canvas, confidence
+        self.in_domain = None if confidence is None else confidence >= OUT_OF_DOMAIN
+
+
+def confidence(top1: float, calibration: dict | None) -> float | None:
+    """Where ``top1`` falls among the calibration's in-domain top-1 scores (0: below all, 1: above all)."""
+    if not calibration or not calibration.get("top1_quantiles"):
+        return None
+    q = np.asarray(calibration["top1_quantiles"], dtype=np.float64)
+    return float(np.interp(top1, q, np.linspace(0, 1, len(q))))
 
 
 class ModelMismatchError(SketchdownError):
@@ -60,21 +89,6 @@ def recall_at_k(approx_ids: np.ndarray, exact_ids: np.ndarray, k: int = 10) -> f
     """Share of the exact top-k that the approximate top-k also returns, averaged over queries."""
     hits = [len(set(a[:k]) & set(e[:k])) / k for a, e in zip(np.asarray(approx_ids), np.asarray(exact_ids))]
     return float(np.mean(hits))
-
-
-def write_atomic(path: str | Path, write: Callable[[BinaryIO], None]) -> None:
-    """Write through a temporary file in the same folder, then rename: readers never see half a file."""
-    path = Path(path)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        with open(tmp, "wb") as f:
-            write(f)
-        os.replace(tmp, path)
-    except OSError as err:
-        raise InputError(path, f"cannot write it: {err.strerror or err}") from err
-    finally:
-        tmp.unlink(missing_ok=True)
 
 
 def _stamp(path: Path) -> tuple[int, int]:
@@ -107,7 +121,7 @@ class Index:
         self.vectors = np.ascontiguousarray(vectors, dtype=np.float32)
         self.stamps = np.asarray(stamps, dtype=np.int64).reshape(-1, 2)
         self.skipped, self.origin = list(skipped), origin
-        self.encoder: SketchEncoder | None = None
+        self.encoder: Retriever | None = None
         self.reused = 0  # vectors taken over from earlier indexes by `build`
         self._faiss = graph if graph is not None else _faiss_index(self.vectors, kind)
 
@@ -120,7 +134,7 @@ class Index:
     # ------------------------------------------------------------------------------------------- build
 
     @classmethod
-    def build(cls, model: SketchEncoder | str | Path, photos: str | Path | Sequence[str | Path],
+    def build(cls, model: Retriever | str | Path, photos: str | Path | Sequence[str | Path],
               kind: str = "auto", batch_size: int = 32, skip_bad: bool = False, progress: bool = False,
               reuse: Iterable["Index"] = (), checkpoint: str | Path | None = None) -> "Index":
         """Encode every photo of a folder (recursively) or a list; ``kind`` auto = exact up to HNSW_THRESHOLD.
@@ -131,7 +145,7 @@ class Index:
         """
         if kind not in KINDS:
             raise SketchdownError(f"unknown index kind {kind!r}; choose one of {', '.join(KINDS)}")
-        encoder = model if isinstance(model, SketchEncoder) else load(model)
+        encoder = model if isinstance(model, Retriever) else load(model)
         if isinstance(photos, (str, Path)):
             root, files = Path(photos).resolve(), [p.resolve() for p in list_photos(photos)]
         else:
@@ -153,11 +167,23 @@ class Index:
         todo = [i for i in range(len(files)) if i not in vectors]
         skipped: list[Path] = []
         bar = tqdm(total=len(todo), desc="photos", unit="photo", disable=None if progress else True)
+        started, done = time.perf_counter(), 0
+
+        def advance(n: int) -> None:
+            """The bar on a terminal; where tqdm stays silent (stderr is a log or a pipe), a line every
+            PROGRESS_EVERY photos and at the end, so a long build is visibly alive."""
+            nonlocal done
+            bar.update(n)
+            before, done = done, done + n
+            if progress and bar.disable and (done // PROGRESS_EVERY > before // PROGRESS_EVERY or done == len(todo)):
+                rate = done / max(time.perf_counter() - started, 1e-9)
+                print(f"encoded {done}/{len(todo)} photos ({rate:.1f} photos/s)", file=sys.stderr, flush=True)
+
         with bar:
             for start in range(0, len(todo), CHECKPOINT_EVERY):
                 chunk = todo[start:start + CHECKPOINT_EVERY]
                 paths = [files[i] for i in chunk]
-                out, bad = encoder.encode_photos(paths, batch_size, skip_bad, bar.update)
+                out, bad = encoder.encode_photos(paths, batch_size, skip_bad, advance)
                 unreadable = set(bad)
                 good = [i for i in chunk if files[i] not in unreadable]
                 vectors.update(zip(good, out))
@@ -172,7 +198,7 @@ class Index:
         return index
 
     @classmethod
-    def _assemble(cls, encoder: SketchEncoder, root: Path, files: list[Path], stamps: list[tuple[int, int]],
+    def _assemble(cls, encoder: Retriever, root: Path, files: list[Path], stamps: list[tuple[int, int]],
                   vectors: dict[int, np.ndarray], kind: str, skipped: Sequence[str] = ()) -> "Index":
         order = sorted(vectors)
         if kind == "auto":
@@ -196,7 +222,7 @@ class Index:
         write_atomic(path, lambda f: np.savez(f, **arrays))
 
     @classmethod
-    def load(cls, path: str | Path, model: SketchEncoder | str | Path | None = None) -> "Index":
+    def load(cls, path: str | Path, model: Retriever | str | Path | None = None) -> "Index":
         """Open an index file. ``model``: the retriever to search with (checked against the index); without it
         the model the index records is loaded at the first sketch search."""
         p = Path(path)
@@ -224,13 +250,15 @@ class Index:
 
     # ------------------------------------------------------------------------------------------- search
 
-    def attach(self, model: SketchEncoder | str | Path) -> "Index":
+    def attach(self, model: Retriever | str | Path) -> "Index":
         """Search with ``model`` from now on; refused unless it is the model that made the vectors.
 
-        A name or path is loaded at the index's photo size and canvas.
+        A name or path is loaded with the settings the index recorded: photo size, canvas, raster method and
+        canvas selector (a recorded selector that cannot be loaded is an error, never silently dropped).
         """
-        if not isinstance(model, SketchEncoder):
-            model = load(model, canvas=self.model["canvas"], photo_size=self.model["photo_size"])
+        if not isinstance(model, Retriever):
+            model = load(model, canvas=self.model["canvas"], photo_size=self.model["photo_size"],
+                         raster_method=self.model.get("raster_method"), selector=self.recorded_selector())
         if model.identity != self.model["identity"]:
             m = self.model
             raise ModelMismatchError(
@@ -241,15 +269,32 @@ class Index:
         self.encoder = model
         return self
 
-    def search(self, sketch: SketchLike, k: int = 10) -> list[Hit]:
-        """The ``k`` photos most similar to ``sketch`` (a path, PIL image, array, strokes or Sketch), best first."""
+    def recorded_selector(self) -> CanvasPolicy | bool:
+        """The canvas selector the index was built with, loaded again (False: it had none). One that cannot be
+        loaded is an error naming it: searching at a fixed canvas instead must be asked for."""
+        recorded = self.model.get("selector")
+        if not recorded:
+            return False
+        try:
+            return load_selector(recorded)
+        except InputError as err:
+            raise InputError(self.origin, f"was built with canvas selector {recorded!r}, which cannot be loaded "
+                                          f"({err}); pass the retriever to search with (Python: Index.load(path, "
+                                          "model=...); CLI: --selector PATH, or --canvas N for a fixed canvas)") from None
+
+    def search(self, sketch: SketchLike, k: int = 10) -> Results:
+        """The ``k`` photos most similar to ``sketch`` (a path, PIL image, array, strokes or Sketch), best first,
+        with the canvas used and a confidence (``Results``)."""
         if self.encoder is None:
             if not self.model["source"]:
                 raise SketchdownError(f"{self.origin}: built with a model made in memory; "
                                       "pass it: Index.load(path, model=...)")
             self.attach(self.model["source"])
-        scores, ids = self.search_vectors(self.encoder.encode_sketch(sketch), k)
-        return [Hit(self.photo(int(i)), float(s)) for s, i in zip(scores[0], ids[0]) if i >= 0]
+        vector, canvas = self.encoder.query(sketch)
+        scores, ids = self.search_vectors(vector, k)
+        hits = [Hit(self.photo(int(i)), float(s)) for s, i in zip(scores[0], ids[0]) if i >= 0]
+        top1 = hits[0].score if hits else float("-inf")
+        return Results(hits, canvas, confidence(top1, self.encoder.info.get("calibration")))
 
     def search_vectors(self, queries: np.ndarray, k: int = 10) -> tuple[np.ndarray, np.ndarray]:
         """faiss search for query vectors (D or Q x D): scores and photo indices, Q x min(k, len)."""
@@ -272,7 +317,7 @@ def _previous(path: Path) -> Index | None:
         return None
 
 
-def build_file(model: SketchEncoder | str | Path, photos: str | Path | Sequence[str | Path], out: str | Path,
+def build_file(model: Retriever | str | Path, photos: str | Path | Sequence[str | Path], out: str | Path,
                **build_kw) -> Index:
     """Build or update the index file ``out``, safe to interrupt and re-run.
 

@@ -1,5 +1,5 @@
-"""ONNX export of a retriever's embedding net (dynamic batch and canvas size), checked against torch, and an
-onnxruntime engine that runs it.
+"""ONNX export of a retriever's embedding net, both towers of an untied one (dynamic batch and canvas size),
+checked against torch, and an onnxruntime engine that runs it.
 
 The exported graph takes what the torch model takes (RGB in [0, 1], any batch, any height and width; the input
 normalisation is inside the model) and records the model's identity in its metadata, so an index can refuse an
@@ -11,7 +11,6 @@ from __future__ import annotations
 import io
 import json
 import warnings
-from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
@@ -20,31 +19,69 @@ import onnxruntime as ort
 import torch
 
 from ..errors import InputError, SketchdownError
-from .encoder import SketchEncoder
-from .index import write_atomic
+from ..files import write_atomic
+from ..models import artifact
+from .encoder import Retriever
 
 OPSET = 17
 TOLERANCE = 1e-4  # max |onnxruntime - torch| over embedding components (unit vectors) that export accepts
 CHECK_SHAPES: tuple[tuple[int, int], ...] = ((1, 32), (2, 256), (3, 97))  # (batch, side): batch 1, large, odd
 IDENTITY_KEY = "sketchdown.identity"
+PHOTO_INPUT = "photo"  # the branch switch of a two-tower export
 
 
-def export_onnx(encoder: SketchEncoder, path: str | Path | None = None) -> bytes:
-    """The ONNX model (input ``image`` B x 3 x H x W, output ``embedding`` B x D); written atomically to ``path``."""
-    if not encoder.model.shared:
-        raise SketchdownError("ONNX export takes one network that embeds sketches and photos alike; this model has "
-                              f"untied or ensembled towers ({type(encoder.model).__name__}): run it on the torch "
-                              "engine")
+class _Branch(torch.nn.Module):
+    """One branch of a model as a plain forward (what the exporter traces)."""
+
+    def __init__(self, model: torch.nn.Module, branch: str) -> None:
+        super().__init__()
+        self.model, self.branch = model, branch
+
+    def forward(self, image: torch.Tensor) -> torch.Tensor:
+        return getattr(self.model, f"encode_{self.branch}")(image)
+
+
+def _export_graph(module: torch.nn.Module) -> onnx.ModelProto:
     buf = io.BytesIO()
     with warnings.catch_warnings():  # torch 2.13 warns about the TorchScript exporter; the dynamo one needs onnxscript
         warnings.filterwarnings("ignore", category=DeprecationWarning)
         warnings.filterwarnings("ignore", message=".*legacy TorchScript-based ONNX export.*")
-        torch.onnx.export(encoder.model.eval(), (torch.rand(2, 3, 64, 64),), buf, dynamo=False, opset_version=OPSET,
+        torch.onnx.export(module.eval(), (torch.rand(2, 3, 64, 64),), buf, dynamo=False, opset_version=OPSET,
                           input_names=["image"], output_names=["embedding"],
                           dynamic_axes={"image": {0: "batch", 2: "height", 3: "width"}, "embedding": {0: "batch"}})
-    proto = onnx.load_from_string(buf.getvalue())
+    return onnx.load_from_string(buf.getvalue())
+
+
+def _branch_body(proto: onnx.ModelProto, prefix: str) -> onnx.GraphProto:
+    """A tower's graph as the body of an ``If``: names prefixed, no inputs of its own (it reads the outer
+    ``image``)."""
+    g = onnx.compose.add_prefix_graph(proto.graph, prefix, rename_inputs=False)
+    return onnx.helper.make_graph(list(g.node), prefix + "body", [], list(g.output), list(g.initializer),
+                                  value_info=list(g.value_info))
+
+
+def export_onnx(encoder: Retriever, path: str | Path | None = None) -> bytes:
+    """The ONNX model of the retriever's embedding net, written atomically to ``path`` if given.
+
+    Input ``image`` (B x 3 x H x W), output ``embedding`` (B x D). A model with untied (or ensembled) towers is
+    one file too: both towers sit in an ``If`` on a second input, the boolean scalar ``photo`` (True: the photo
+    tower), so the index and the queries of one retriever use one file.
+    """
+    model = encoder.model.eval()
+    if model.shared:
+        proto = _export_graph(model)
+    else:
+        sketch, photo = _export_graph(_Branch(model, "sketch")), _export_graph(_Branch(model, "photo"))
+        image, embedding = sketch.graph.input[0], sketch.graph.output[0]
+        flag = onnx.helper.make_tensor_value_info(PHOTO_INPUT, onnx.TensorProto.BOOL, [])
+        node = onnx.helper.make_node("If", [PHOTO_INPUT], [embedding.name], then_branch=_branch_body(photo, "photo/"),
+                                     else_branch=_branch_body(sketch, "sketch/"))
+        graph = onnx.helper.make_graph([node], "sketchdown", [image, flag], [embedding])
+        proto = onnx.helper.make_model(graph, opset_imports=list(sketch.opset_import))
+        proto.ir_version = sketch.ir_version
+        onnx.checker.check_model(proto)
     onnx.helper.set_model_props(proto, {IDENTITY_KEY: encoder.identity,
-                                        "sketchdown.config": json.dumps(asdict(encoder.model.config)),
+                                        "sketchdown.config": json.dumps(artifact.model_config(model)),
                                         "sketchdown.photo_size": str(encoder.photo_size)})
     data = proto.SerializeToString()
     if path is not None:
@@ -74,12 +111,17 @@ class OnnxEngine:
         if not self.identity:
             raise InputError(source, "not exported by sketchdown (no model identity in its metadata)")
 
+        self._two_towers = PHOTO_INPUT in {i.name for i in self.session.get_inputs()}
+
     def __call__(self, images: np.ndarray, branch: str = "sketch") -> np.ndarray:
-        """``branch`` is accepted for the ``Engine`` interface: the exported network serves both."""
-        return self.session.run(None, {"image": np.ascontiguousarray(images, dtype=np.float32)})[0]
+        """Embeddings of ``branch`` ("sketch" or "photo"); a shared network serves both with one graph."""
+        feed = {"image": np.ascontiguousarray(images, dtype=np.float32)}
+        if self._two_towers:
+            feed[PHOTO_INPUT] = np.array(branch == "photo")
+        return self.session.run(None, feed)[0]
 
 
-def verify_onnx(encoder: SketchEncoder, model: str | Path | bytes,
+def verify_onnx(encoder: Retriever, model: str | Path | bytes,
                 shapes: tuple[tuple[int, int], ...] = CHECK_SHAPES, tolerance: float = TOLERANCE) -> list[dict]:
     """Run torch and onnxruntime on the same random inputs; raises if any embedding differs by more than
     ``tolerance``. Returns the max absolute difference per (batch, side)."""
@@ -87,11 +129,14 @@ def verify_onnx(encoder: SketchEncoder, model: str | Path | bytes,
     rows = []
     for batch, side in shapes:
         x = rng.random((batch, 3, side, side), dtype=np.float32)
-        with torch.inference_mode():
-            expected = encoder.model.encode_sketch(torch.from_numpy(x)).numpy()
-        rows.append({"batch": batch, "side": side, "max_abs_diff": float(np.abs(engine(x) - expected).max())})
+        for branch in ("sketch",) if encoder.model.shared else ("sketch", "photo"):
+            with torch.inference_mode():
+                expected = getattr(encoder.model, f"encode_{branch}")(torch.from_numpy(x)).numpy()
+            rows.append({"branch": branch, "batch": batch, "side": side,
+                         "max_abs_diff": float(np.abs(engine(x, branch) - expected).max())})
     worst = max(rows, key=lambda r: r["max_abs_diff"])
     if worst["max_abs_diff"] > tolerance:
-        raise SketchdownError(f"onnxruntime differs from torch by {worst['max_abs_diff']:.2e} at batch "
+        raise SketchdownError(f"onnxruntime differs from torch by {worst['max_abs_diff']:.2e} ({worst['branch']} "
+                              f"branch) at batch "
                               f"{worst['batch']}, {worst['side']}x{worst['side']} (tolerance {tolerance:.0e})")
     return rows

@@ -8,7 +8,6 @@ canvas for the raster policy, the strokes when the sketches are vectors) and the
 
 from __future__ import annotations
 
-import hashlib
 from dataclasses import dataclass, fields
 from pathlib import Path
 
@@ -19,10 +18,11 @@ from ..data.datasets import PHOTO_SIZE, PhotoDataset, RetrievalSet, SketchCanvas
 from ..data.render import CANVASES, DEFAULT_RASTER_METHOD, to_canvas
 from ..data.sketch import Sketch
 from ..errors import InputError
+from ..files import digest, write_atomic
 from ..eval.evaluate import encode
 from ..eval.flops import backbone_cost
 from ..eval.metrics import true_ranks
-from ..models.embed import Model
+from ..models.embed import Model, state_parts
 
 TRIPLET_MARGIN = 0.2  # the margin the students are trained with (losses.triplet_loss default)
 
@@ -65,9 +65,7 @@ class Bank:
         if self.points is not None:
             data["point_counts"] = torch.tensor([len(p) for p in self.points])
             data["points"] = torch.from_numpy(np.concatenate(self.points))
-        tmp = path.with_suffix(path.suffix + ".tmp")
-        torch.save(data, tmp)
-        tmp.replace(path)
+        write_atomic(path, lambda f: torch.save(data, f))
 
     @classmethod
     def load(cls, path: str | Path) -> "Bank":
@@ -85,13 +83,9 @@ class Bank:
 def bank_key(student: Model, rset: RetrievalSet, canvases: tuple[int, ...], photo_size: int,
              raster_method: str) -> str:
     """Hash of the student's weights, the set's files and the settings a bank depends on."""
-    h = hashlib.blake2b(digest_size=16)
-    for name, t in student.state_dict().items():
-        h.update(name.encode())
-        h.update(t.detach().cpu().contiguous().numpy().tobytes())
     names = [s.source if isinstance(s, Sketch) else str(s) for s in rset.sketches] + [str(p) for p in rset.photos]
-    h.update(repr((rset.name, names, rset.targets, canvases, photo_size, raster_method)).encode())
-    return h.hexdigest()
+    return digest([*state_parts(student.state_dict()),
+                   repr((rset.name, names, rset.targets, canvases, photo_size, raster_method))], 32)
 
 
 def mean_triplet(scores: torch.Tensor, targets: torch.Tensor, margin: float = TRIPLET_MARGIN) -> torch.Tensor:

@@ -28,6 +28,8 @@ from ..data.render import CANVASES, DEFAULT_RASTER_METHOD, to_canvas
 from ..data.sketch import Sketch
 from ..errors import InputError
 from ..eval.flops import count_flops, count_params
+from ..files import checkpoint_path, write_atomic
+from ..models import artifact
 from ..models.embed import read_checkpoint
 
 POLICIES = ("raster", "vector")
@@ -182,19 +184,42 @@ def create_policy(config: PolicyConfig) -> CanvasPolicy:
 
 
 def save_policy(path: str | Path, policy: CanvasPolicy, **extra) -> None:
-    """Weights + the config that rebuilds them (+ plain extra data), written atomically."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    torch.save({"policy_config": asdict(policy.config), "state_dict": policy.state_dict(), **extra}, tmp)
-    tmp.replace(path)
+    """A training run's checkpoint: weights + the config that rebuilds them (+ plain extra data), atomically."""
+    state = {"policy_config": asdict(policy.config), "state_dict": policy.state_dict(), **extra}
+    write_atomic(path, lambda f: torch.save(state, f))
+
+
+def policy_part(policy: CanvasPolicy) -> tuple[str, dict, dict[str, torch.Tensor]]:
+    """The selector part of an artifact (``models.artifact.save``)."""
+    return "selector", asdict(policy.config), policy.state_dict()
+
+
+def _rebuild(config: dict, state: dict, where: str | Path) -> CanvasPolicy:
+    known = {f.name for f in fields(PolicyConfig)}
+    try:
+        policy = create_policy(PolicyConfig(**{k: tuple(v) if isinstance(v, list) else v
+                                               for k, v in config.items() if k in known}))
+        policy.load_state_dict(state)
+    except (TypeError, ValueError, RuntimeError) as err:
+        raise InputError(where, f"not a valid canvas policy ({str(err).splitlines()[0]})") from None
+    return policy.eval()
+
+
+def build_policy(art: artifact.Artifact, part: str = "selector") -> CanvasPolicy:
+    """The policy of an artifact's selector part."""
+    return _rebuild(art.parts[part]["config"], art.tensors(part), art.folder / art.parts[part]["file"])
 
 
 def load_policy(path: str | Path) -> CanvasPolicy:
-    """Rebuild a policy from its checkpoint (``weights_only=True``: no code is unpickled)."""
-    ckpt = read_checkpoint(path, required=("policy_config", "state_dict"))
-    known = {f.name for f in fields(PolicyConfig)}
-    values = {k: tuple(v) if isinstance(v, list) else v for k, v in ckpt["policy_config"].items() if k in known}
-    policy = create_policy(PolicyConfig(**values))
-    policy.load_state_dict(ckpt["state_dict"])
-    return policy.eval()
+    """A policy from an artifact folder (a selector, or a retriever's selector part), a ``select`` run folder
+    (its best.pt) or its checkpoint (``weights_only=True``: no code is unpickled)."""
+    if artifact.is_artifact(path):
+        art = artifact.read(path)
+        if "selector" not in art.parts:
+            raise InputError(path, "this artifact has no canvas selector")
+        return build_policy(art)
+    ckpt_path = checkpoint_path(path)
+    ckpt = read_checkpoint(ckpt_path, required=("policy_config", "state_dict"))
+    if not isinstance(ckpt["policy_config"], dict):
+        raise InputError(ckpt_path, "policy_config is not a mapping")
+    return _rebuild(ckpt["policy_config"], ckpt["state_dict"], ckpt_path)

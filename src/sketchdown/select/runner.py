@@ -14,9 +14,9 @@ import torch
 
 from ..data.datasets import RetrievalSet, load_set
 from ..errors import SketchdownError
-from ..eval.evaluate import write_json
+from ..files import write_json
+from ..models.artifact import load_model
 from ..models.embed import Model
-from ..retrieval.encoder import load
 from ..train.loop import Run
 from .bank import Bank, cached_bank
 from .policy import CanvasPolicy, create_policy, save_policy
@@ -61,7 +61,7 @@ def select(cfg: SelectConfig, out: str | Path, banks: str | Path | None = None, 
     if (run.path / "best.pt").exists():
         raise SketchdownError(f"{run.path} already holds a selector run; choose another --out")
     run.start(cfg)
-    student = load(cfg.student).model
+    student = load_model(cfg.student)
     bank = banks_for(cfg, student, banks or run.path / "banks", progress)
     policy, best = fit_policy(cfg, bank, log=run.log)
     save_policy(run.path / "best.pt", policy, config=asdict(cfg), best=best)

@@ -11,9 +11,7 @@ share it.
 
 from __future__ import annotations
 
-import hashlib
 from dataclasses import dataclass
-from pathlib import Path
 
 import torch
 from torch.utils.data import Dataset
@@ -21,7 +19,8 @@ from tqdm import tqdm
 
 from ..data.datasets import RetrievalSet, TripletDataset, item_seed
 from ..eval.metrics import retrieval_metrics
-from ..models.embed import EmbeddingNet
+from ..files import digest, write_atomic
+from ..models.embed import EmbeddingNet, state_parts
 from ..models.weights import cache_dir
 
 VIEW_SEED = 1234  # fixed: every run (any seed) sees the same cached views, so runs stay comparable
@@ -42,16 +41,12 @@ class TrunkViews:
 
 def _identity(model: EmbeddingNet, k: int, ds: TripletDataset, views: int) -> str:
     """A key over the trunk's weights and every input that shapes the cached tensors."""
-    h = hashlib.sha256()
     tensors = [model.backbone.mean, model.backbone.std, model.backbone.channels]
     for block in model.backbone.blocks()[:k]:  # only the trunk: fine-tuning later blocks keeps the key
         tensors += [*block.parameters(), *block.buffers()]
-    for t in tensors:
-        h.update(t.detach().cpu().contiguous().numpy().tobytes())
     parts = [model.config.backbone, k, views, VIEW_SEED, ds.canvases, ds.photo_size, ds.augment, ds.raster_method,
              [str(s) for s in ds.rset.sketches], [str(p) for p in ds.rset.photos]]
-    h.update(repr(parts).encode())
-    return h.hexdigest()[:20]
+    return digest([*state_parts({f"{i:04d}": t for i, t in enumerate(tensors)}), repr(parts)], 20)
 
 
 @torch.inference_mode()
@@ -83,10 +78,7 @@ def trunk_views(model: EmbeddingNet, k: int, ds: TripletDataset, views: int, bat
         photos.append(_run_trunk(model, k, [src.photo_view(j) for j in range(len(ds.rset.photos))], batch_size))
     out = TrunkViews(k, {c: torch.stack(t) for c, t in sketches.items()}, torch.stack(photos))
     if use_disk:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(".tmp")
-        torch.save({"sketches": out.sketches, "photos": out.photos}, tmp)
-        tmp.replace(path)
+        write_atomic(path, lambda f: torch.save({"sketches": out.sketches, "photos": out.photos}, f))
     return out
 
 

@@ -13,7 +13,6 @@ costs only the student's unfrozen blocks.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
@@ -22,49 +21,21 @@ from torch.utils.data import Dataset
 
 from ..data.datasets import RetrievalSet, TripletDataset, item_seed
 from ..data.io import RASTER_SUFFIXES
-from ..data.render import CANVASES
 from ..errors import InputError, SketchdownError
 from ..losses import rkd_batch_loss, rkd_photo_loss, rkd_triplet_loss, triplet_loss
 from ..eval.evaluate import evaluate_canvases
+from ..files import checkpoint_path
 from ..models.embed import EmbeddingNet, EnsembleNet, Model, load_model, read_checkpoint
 from ..models.precision import Precision, resolve
 from .cache import CachedTriplets, TrunkViews, trunk_views, validate_cached
+from .configs import DistillConfig
 from .loop import Run, fit, test_best
-from .triplet import TrainConfig, build_sets, embedders
-
-RELATIONS = ("triplet", "batch")
-
-
-@dataclass(frozen=True)
-class DistillConfig(TrainConfig):
-    """A triplet run's fields (the student's) plus the teacher and the distillation knobs."""
-
-    canvases: tuple[int, ...] = field(default=CANVASES, metadata={"help": "sketch canvases per step (loss averaged)"})
-    teacher: str | None = field(default=None, metadata={"help": "teacher run folder or checkpoint (required)"})
-    lam: float = field(default=0.5, metadata={"help": "lambda: weight of the triplet loss; 1 - lambda on L_RKD"})
-    beta: float = field(default=0.1, metadata={"help": "Huber threshold of L_RKD"})
-    relation: str = field(default="triplet", metadata={"help": "distilled distances: triplet (the paper's 3 per "
-                                                                "triplet) or batch (every pair of the batch)"})
-    unlabelled: str | None = field(default=None, metadata={"help": "folder of unpaired photos for photo-photo "
-                                                                   "distillation (e.g. shoe-v2-photos/photos)"})
-    unlabelled_weight: float = field(default=1.0, metadata={"help": "weight of the unpaired-photo L_RKD"})
-
-    def __post_init__(self) -> None:
-        super().__post_init__()
-        if self.teacher is None:
-            raise ValueError("teacher is required (a run folder or checkpoint)")
-        if self.relation not in RELATIONS:
-            raise ValueError(f"relation must be one of {RELATIONS}")
-        if not 0.0 <= self.lam <= 1.0:
-            raise ValueError("lam must be in [0, 1]")
-        if self.unlabelled and not self.cache_views:
-            raise ValueError("unlabelled photos need cache_views > 0")
+from .triplet import build_sets, embedders
 
 
 def load_teacher(spec: str) -> tuple[Model, dict]:
     """The frozen teacher and its training config (for its frozen blocks and canvas)."""
-    path = Path(spec)
-    ckpt_path = path / "best.pt" if path.is_dir() else path
+    ckpt_path = checkpoint_path(spec)
     config = read_checkpoint(ckpt_path).get("config") or {}
     teacher = load_model(ckpt_path).requires_grad_(False)
     return teacher, config

@@ -7,38 +7,22 @@ test.json), so tables and ``sketchdown distill --teacher`` take it like any othe
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..config import build
 from ..errors import InputError
 from ..eval.evaluate import evaluate
+from ..files import checkpoint_path
 from ..models.embed import load_model, read_checkpoint, save_ensemble
 from ..models.precision import resolve
+from .configs import EnsembleConfig
 from .loop import Run, test_best
 from .triplet import TrainConfig, build_sets
 
 
-@dataclass(frozen=True)
-class EnsembleConfig:
-    members: tuple[str, ...] = field(default=(), metadata={"help": "run folders (or checkpoints) to combine"})
-    data: str | None = field(default=None, metadata={"help": "data root (default ../shared/data)"})
-    precision: str = field(default="auto", metadata={"help": "fp32, bf16 or auto, for scoring"})
-    memory_format: str = field(default="auto", metadata={"help": "contiguous, channels_last or auto"})
-
-    def __post_init__(self) -> None:
-        if len(self.members) < 2:
-            raise ValueError("an ensemble needs at least two members")
-
-
-def _checkpoint(spec: str) -> Path:
-    path = Path(spec)
-    return path / "best.pt" if path.is_dir() else path
-
-
 def build_ensemble(cfg: EnsembleConfig, out: str | Path, resume: bool = False, progress: bool = True) -> dict:
     """Write the ensemble checkpoint into ``out`` and score it on the first member's validation and test splits."""
-    paths = [_checkpoint(m) for m in cfg.members]
+    paths = [checkpoint_path(m) for m in cfg.members]
     configs = [read_checkpoint(p).get("config") for p in paths]
     if any(c is None for c in configs):
         raise InputError(paths[configs.index(None)], "not a training run checkpoint (no config)")

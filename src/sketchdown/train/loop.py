@@ -27,7 +27,8 @@ from tqdm import tqdm
 from ..config import write_yaml
 from ..data.datasets import RetrievalSet, item_seed
 from ..errors import SketchdownError
-from ..eval.evaluate import evaluate_canvases, write_json
+from ..eval.evaluate import evaluate_canvases
+from ..files import write_json
 from ..models.embed import Model, read_checkpoint, save_checkpoint
 from ..models.precision import resolve
 

@@ -1,0 +1,102 @@
+"""A finished run as a retriever artifact: its best weights, its canvas selector if any, its settings, what it
+scored, and the calibration of its search confidence; stored fp16 where that ranks like fp32.
+
+fp16 storage halves the size. It is kept only if the round-tripped model gives the same validation acc@1, acc@5
+and acc@10 as the fp32 one and a mean rank of the true photo within one rank step (1 / queries, one validation
+sketch moving one place); else fp32 is stored. Validation, never test: nothing is chosen on test.
+"""
+
+from __future__ import annotations
+
+import json
+import shlex
+from pathlib import Path
+
+import numpy as np
+
+from ..config import build
+from ..errors import InputError
+from ..data.datasets import PhotoDataset, RetrievalSet, SketchCanvasDataset
+from ..eval.evaluate import encode, evaluate, evaluate_canvases
+from ..files import checkpoint_path
+from ..models import artifact
+from ..models.embed import read_checkpoint
+from ..train.triplet import TrainConfig, build_sets
+from .encoder import Retriever, load
+
+
+def run_info(run: Path) -> dict:
+    """What the run folder says about how it was made and what it scored on test."""
+    info: dict = {"run": str(run)}
+    for key, name in (("command", "command.txt"), ("run_test", "test.json")):
+        path = run / name
+        if path.is_file():
+            text = path.read_text()
+            info[key] = shlex.join(shlex.split(text)) if key == "command" else json.loads(text)
+    return info
+
+
+def export_run(run: str | Path, out: str | Path, selector: str | Path | None = None, half: bool = True,
+               info: dict | None = None) -> dict:
+    """Write ``run``'s best checkpoint (+ ``selector``, a ``select`` run) to the artifact folder ``out``; returns
+    the fp16 parity figures and the stored dtype.
+
+    The manifest's ``info["test"]`` is what the stored artifact itself scores on the test split, in fp32 (so it
+    reproduces on any CPU), at its canvas and every canvas it was trained at; ``info["run_test"]`` is the run's
+    own test.json (fp32 weights, the run's precision). Test is read after every choice is made, never for one.
+    """
+    ckpt_path = checkpoint_path(run)
+    config = read_checkpoint(ckpt_path).get("config")
+    if not config:
+        raise InputError(ckpt_path, "not a training run checkpoint (no config)")
+    retriever = load(ckpt_path, selector=selector or False)
+    run_dir = ckpt_path.parent
+    trained = {k: config[k] for k in ("backbone", "branches", "canvases", "train_sets", "epochs", "seed")
+               if k in config}
+    meta = {**run_info(run_dir), "trained": trained, **(info or {})}
+    if selector:
+        meta["selector"] = run_info(checkpoint_path(selector).parent)
+    _, val, test = build_sets(_train_config(config))
+    meta["calibration"] = calibrate(retriever, val)
+    report: dict = {"run": str(run_dir), "out": str(out), "canvas": retriever.canvas, "dtype": "float32"}
+    if half:
+        retriever.save(out, half=True, info=meta)
+        low, full = _val_metrics(load(out, selector=False), val), _val_metrics(retriever, val)
+        report.update(val_fp32=full, val_fp16=low)
+        if all(low[k] == full[k] for k in ("acc1", "acc5", "acc10")) and \
+                abs(low["mean_rank"] - full["mean_rank"]) <= 1 / full["queries"] + 1e-9:
+            report["dtype"] = "float16"
+    if report["dtype"] == "float32":
+        retriever.save(out, half=False, info=meta)
+    if test is not None:
+        stored = load(out, selector=False)
+        canvases = sorted({stored.canvas, *trained.get("canvases", ())})
+        meta["test"] = evaluate_canvases(stored.model, test, canvases, stored.photo_size,
+                                         raster_method=stored.raster_method)
+        artifact.set_info(out, meta)
+        report["test"] = meta["test"]
+    return report
+
+
+def _train_config(config: dict) -> TrainConfig:
+    """The run's data settings (an ensemble: its first member's), to rebuild its validation split."""
+    values = {k: v for k, v in (config.get("members") or [config])[0].items() if k in TrainConfig.__dataclass_fields__}
+    values.update(cache_views=0, freeze_blocks=0)  # only the data and evaluation settings are used
+    return build(TrainConfig, values, "run config")
+
+
+def _val_metrics(retriever: Retriever, val: RetrievalSet) -> dict:
+    """Metrics on the run's validation split (held out of its train sets by photo) at the retriever's canvas."""
+    return evaluate(retriever.model, val, retriever.canvas, retriever.photo_size,
+                    raster_method=retriever.raster_method, progress=False)
+
+
+def calibrate(retriever: Retriever, val: RetrievalSet) -> dict:
+    """The top-1 cosine of every validation sketch against the validation photos, as 101 quantiles: what an
+    in-domain query scores, which ``Index.search`` compares each query with (``confidence``)."""
+    photos = encode(retriever.model, PhotoDataset(val.photos, retriever.photo_size), "photo", progress=False)
+    sketches = encode(retriever.model, SketchCanvasDataset(val.sketches, retriever.canvas, retriever.raster_method),
+                      "sketch", progress=False)
+    top1 = (sketches @ photos.T).amax(1).numpy()
+    return {"split": "validation", "queries": len(top1), "gallery": len(val.photos), "canvas": retriever.canvas,
+            "top1_quantiles": [round(float(q), 5) for q in np.quantile(top1, np.linspace(0, 1, 101))]}

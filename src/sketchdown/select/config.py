@@ -1,0 +1,60 @@
+"""The config of a ``sketchdown select`` run, in a torch-free module: the command line builds its flags (and
+``--help``) from its fields, so only making a config imports the policies (torch) to check it."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+from ..data.render import CANVASES, DEFAULT_RASTER_METHOD, RASTER_METHODS
+
+if TYPE_CHECKING:
+    from .policy import PolicyConfig
+
+BASELINES = ("batch", "ema")
+
+
+@dataclass(frozen=True)
+class SelectConfig:
+    """Everything a selector run depends on; written to the run folder as config.yaml."""
+
+    student: str = field(default="mobilenet_v2", metadata={"help": "the frozen student: a checkpoint, a run folder "
+                                                                  "(its best.pt) or a backbone name (zero-shot)"})
+    set: str = field(default="shoes-v1", metadata={"help": "set whose train split trains and test split tests"})
+    data: str | None = field(default=None, metadata={"help": "data root (default ../shared/data)"})
+    policy: str = field(default="raster", metadata={"help": "policy input: raster (a tiny CNN on the smallest "
+                                                            "canvas) or vector (a GRU on the strokes)"})
+    lambda_flops: float = field(default=0.5, metadata={"help": "lambda_F: weight of cost against accuracy"})
+    lambda_triplet: float = field(default=0.0, metadata={"help": "weight of the triplet loss in R_acc"})
+    baseline: str = field(default="batch", metadata={"help": "reward baseline: batch (leave-one-out mean) or ema"})
+    ema_decay: float = field(default=0.9, metadata={"help": "moving-average decay of the ema baseline"})
+    entropy: float = field(default=0.01, metadata={"help": "entropy bonus weight"})
+    epochs: int = field(default=200, metadata={"help": "passes over the training bank"})
+    batch_size: int = field(default=64, metadata={"help": "sketches per policy-gradient step"})
+    lr: float = field(default=3e-3, metadata={"help": "AdamW learning rate"})
+    weight_decay: float = field(default=1e-4, metadata={"help": "AdamW weight decay"})
+    canvases: tuple[int, ...] = field(default=CANVASES, metadata={"help": "the canvases to choose from"})
+    channels: tuple[int, ...] = field(default=(8, 16, 32), metadata={"help": "raster policy conv widths"})
+    hidden: int = field(default=128, metadata={"help": "vector policy GRU width"})
+    rdp_epsilon: float = field(default=0.01, metadata={"help": "RDP tolerance, share of the sketch's longer side"})
+    max_points: int = field(default=128, metadata={"help": "cap on the simplified stroke sequence"})
+    val_fraction: float = field(default=0.15, metadata={"help": "photos held out of train (as the student's)"})
+    photo_size: int = field(default=256, metadata={"help": "photo side in pixels"})
+    raster_method: str = field(default=DEFAULT_RASTER_METHOD, metadata={"help": "raster sketch downscaling: "
+                                                                               + ", ".join(RASTER_METHODS)})
+    seed: int = field(default=0, metadata={"help": "seed for init and sampling"})
+    limit: int | None = field(default=None, metadata={"help": "only the first N sketches of each split (smoke runs)"})
+
+    def __post_init__(self) -> None:
+        if self.baseline not in BASELINES:
+            raise ValueError(f"baseline must be one of {BASELINES}")
+        if not 0.0 <= self.lambda_flops <= 1.0:
+            raise ValueError(f"lambda_flops must be in [0, 1], got {self.lambda_flops}")
+        self.policy_config()  # validates policy kind and canvases (imports torch: only when a config is made)
+
+    def policy_config(self) -> PolicyConfig:
+        from .policy import PolicyConfig
+
+        return PolicyConfig(kind=self.policy, canvases=tuple(self.canvases), raster_canvas=min(self.canvases),
+                            channels=tuple(self.channels), raster_method=self.raster_method, hidden=self.hidden,
+                            rdp_epsilon=self.rdp_epsilon, max_points=self.max_points)

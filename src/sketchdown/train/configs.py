@@ -1,0 +1,135 @@
+"""The configs of ``sketchdown train``, ``distill`` and ``ensemble`` runs, in a torch-free module.
+
+The command line builds its flags (and ``--help``) from these dataclasses' fields, so importing this module must
+not import torch; the checks that need the models' constants import them when a config is made. The training
+modules (``triplet``, ``distill``, ``ensemble``) import their config from here.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+from ..data.render import CANVASES, DEFAULT_RASTER_METHOD, RASTER_METHODS
+
+if TYPE_CHECKING:
+    from ..models.embed import Model
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Everything a triplet run depends on; written to the run folder as config.yaml."""
+
+    backbone: str = field(default="mobilenet_v2", metadata={"help": "registered backbone"})
+    weights: str = field(default="auto", metadata={"help": "initial weights: auto, none, a source name or a file"})
+    branches: str = field(default="untied", metadata={"help": "shared (one network for sketches and photos) or "
+                                                              "untied (a sketch and a photo network)"})
+    sketch_backbone: str | None = field(default=None, metadata={"help": "backbone of the untied sketch tower "
+                                                                        "(default: the same as the photo tower)"})
+    canvas_stats: bool = field(default=True, metadata={"help": "untied sketch tower trained at several canvases: "
+                                                                "batch-norm statistics per canvas"})
+    embed_dim: int | None = field(default=None, metadata={"help": "projection size (None: pooled features)"})
+    pool: str = field(default="avg", metadata={"help": "global pooling: avg or max"})
+    train_sets: tuple[str, ...] = field(default=("shoes-v1",), metadata={"help": "sets whose train split is used"})
+    test_set: str | None = field(default=None, metadata={"help": "test split evaluated at the end (default: the "
+                                                                  "first train set)"})
+    data: str | None = field(default=None, metadata={"help": "data root (default ../shared/data)"})
+    val_fraction: float = field(default=0.15, metadata={"help": "photos held out of train for model selection"})
+    canvases: tuple[int, ...] = field(default=(256,), metadata={"help": "sketch canvases per step (loss averaged)"})
+    eval_canvas: int = field(default=256, metadata={"help": "sketch canvas for validation"})
+    test_canvases: tuple[int, ...] = field(default=(), metadata={"help": "extra sketch canvases evaluated on the "
+                                                                          "test split (besides the training ones)"})
+    photo_size: int = field(default=256, metadata={"help": "photo side in pixels"})
+    epochs: int = field(default=20, metadata={"help": "epochs"})
+    batch_size: int = field(default=16, metadata={"help": "triplets per step"})
+    lr: float = field(default=1e-4, metadata={"help": "peak AdamW learning rate"})
+    weight_decay: float = field(default=1e-4, metadata={"help": "AdamW weight decay"})
+    warmup_epochs: float = field(default=1.0, metadata={"help": "linear warm-up, then cosine decay"})
+    margin: float = field(default=0.2, metadata={"help": "triplet margin"})
+    mining: str = field(default="random", metadata={"help": "negatives: random (the sampled one), or the batch's "
+                                                            "hard (closest) or semihard (closest beyond the "
+                                                            "positive) photo"})
+    freeze_blocks: int = field(default=0, metadata={"help": "freeze this many leading backbone blocks"})
+    cache_views: int = field(default=0, metadata={"help": "precompute the frozen blocks' output for this many "
+                                                          "views per image (0: no cache, fresh augmentation)"})
+    augment: bool = field(default=True, metadata={"help": "sketch and photo augmentation"})
+    raster_method: str = field(default=DEFAULT_RASTER_METHOD, metadata={"help": "raster sketch downscaling: "
+                                                                               + ", ".join(RASTER_METHODS)})
+    precision: str = field(default="auto", metadata={"help": "fp32, bf16 (autocast) or auto (per backbone and "
+                                                              "use, from the measured table)"})
+    memory_format: str = field(default="auto", metadata={"help": "contiguous, channels_last or auto"})
+    seed: int = field(default=0, metadata={"help": "seed for sampling, augmentation and init"})
+    workers: int = field(default=0, metadata={"help": "data-loader worker processes"})
+    limit: int | None = field(default=None, metadata={"help": "use only the first N training sketches (smoke runs)"})
+    steps_per_epoch: int | None = field(default=None, metadata={"help": "cap on steps per epoch (smoke runs)"})
+
+    def __post_init__(self) -> None:
+        # The values are checked against torch modules' constants, imported only when a config is made: reading
+        # the fields (the command line's flags and --help) stays torch-free.
+        from ..losses import MINING
+        from ..models.embed import BRANCHES
+        from ..models.precision import resolve
+
+        if self.mining not in MINING:
+            raise ValueError(f"mining must be one of {MINING}")
+        if not self.train_sets:
+            raise ValueError("train_sets is empty")
+        if self.raster_method not in RASTER_METHODS:
+            raise ValueError(f"raster_method must be one of {RASTER_METHODS}")
+        if self.cache_views and not self.freeze_blocks:
+            raise ValueError("cache_views needs freeze_blocks > 0 (only frozen blocks can be cached)")
+        if self.cache_views and self.branches != "shared":
+            raise ValueError("the frozen-trunk cache serves shared towers only; use branches=shared or no cache")
+        if self.branches not in BRANCHES:
+            raise ValueError(f"branches must be one of {BRANCHES}")
+        if self.sketch_backbone and self.branches != "untied":
+            raise ValueError("sketch_backbone needs branches=untied")
+        resolve(self.precision, self.memory_format)  # raises on an unknown value
+
+    def build_model(self) -> Model:
+        from ..models.embed import create_model
+
+        per_canvas = self.canvas_stats and self.branches == "untied" and len(self.canvases) > 1
+        return create_model(self.backbone, self.embed_dim, self.pool, self.weights, self.branches,
+                            self.sketch_backbone, tuple(self.canvases) if per_canvas else ())
+
+
+RELATIONS = ("triplet", "batch")
+
+
+@dataclass(frozen=True)
+class DistillConfig(TrainConfig):
+    """A triplet run's fields (the student's) plus the teacher and the distillation knobs."""
+
+    canvases: tuple[int, ...] = field(default=CANVASES, metadata={"help": "sketch canvases per step (loss averaged)"})
+    teacher: str | None = field(default=None, metadata={"help": "teacher run folder or checkpoint (required)"})
+    lam: float = field(default=0.5, metadata={"help": "lambda: weight of the triplet loss; 1 - lambda on L_RKD"})
+    beta: float = field(default=0.1, metadata={"help": "Huber threshold of L_RKD"})
+    relation: str = field(default="triplet", metadata={"help": "distilled distances: triplet (the paper's 3 per "
+                                                                "triplet) or batch (every pair of the batch)"})
+    unlabelled: str | None = field(default=None, metadata={"help": "folder of unpaired photos for photo-photo "
+                                                                   "distillation (e.g. shoe-v2-photos/photos)"})
+    unlabelled_weight: float = field(default=1.0, metadata={"help": "weight of the unpaired-photo L_RKD"})
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.teacher is None:
+            raise ValueError("teacher is required (a run folder or checkpoint)")
+        if self.relation not in RELATIONS:
+            raise ValueError(f"relation must be one of {RELATIONS}")
+        if not 0.0 <= self.lam <= 1.0:
+            raise ValueError("lam must be in [0, 1]")
+        if self.unlabelled and not self.cache_views:
+            raise ValueError("unlabelled photos need cache_views > 0")
+
+
+@dataclass(frozen=True)
+class EnsembleConfig:
+    members: tuple[str, ...] = field(default=(), metadata={"help": "run folders (or checkpoints) to combine"})
+    data: str | None = field(default=None, metadata={"help": "data root (default ../shared/data)"})
+    precision: str = field(default="auto", metadata={"help": "fp32, bf16 or auto, for scoring"})
+    memory_format: str = field(default="auto", metadata={"help": "contiguous, channels_last or auto"})
+
+    def __post_init__(self) -> None:
+        if len(self.members) < 2:
+            raise ValueError("an ensemble needs at least two members")
