@@ -28,7 +28,7 @@ from sketchdown.eval.evaluate import encode  # noqa: E402
 from sketchdown.files import write_json  # noqa: E402
 from sketchdown.eval.metrics import metrics_from_ranks, true_ranks  # noqa: E402
 from tables import replace_block  # noqa: E402
-from sketchdown.models.embed import load_model  # noqa: E402
+from sketchdown.models.artifact import load_model  # noqa: E402
 
 
 def get_args_parser() -> argparse.ArgumentParser:
@@ -43,7 +43,7 @@ def get_args_parser() -> argparse.ArgumentParser:
 
 
 def main(args: argparse.Namespace) -> None:
-    model = load_model(args.run / "best.pt" if args.run.is_dir() else args.run)
+    model = load_model(args.run)
     rset = load_set(args.set, "test", args.data)
     targets = torch.tensor(rset.targets)
     full = max(args.canvas)

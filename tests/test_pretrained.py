@@ -39,3 +39,11 @@ def test_another_domain_gets_a_lower_confidence(data):
     other = [index.search(s, 1) for s in shoes.sketches[:40]]
     assert np.median([r.confidence for r in other]) < np.median([r.confidence for r in own]) - 0.1
     assert np.mean([not r.in_domain for r in other]) > np.mean([not r.in_domain for r in own])
+
+
+def test_the_models_command_lists_every_shipped_name(capsys):
+    from sketchdown import cli
+
+    assert cli.main(["models"]) == 0
+    out = capsys.readouterr().out
+    assert all(name in out for name in pretrained.MODELS) and "test acc@1" in out

@@ -15,6 +15,7 @@ from typing import Any, TypeVar
 import yaml
 
 from .errors import InputError
+from .files import write_text
 
 T = TypeVar("T")
 
@@ -90,4 +91,4 @@ def read_yaml(path: str | Path) -> dict[str, Any]:
 def write_yaml(obj: Any, path: str | Path) -> None:
     """A dataclass as YAML (tuples as lists), the way ``from_sources`` reads it back."""
     data = {k: list(v) if isinstance(v, tuple) else v for k, v in dataclasses.asdict(obj).items()}
-    Path(path).write_text(yaml.safe_dump(data, sort_keys=False))
+    write_text(path, yaml.safe_dump(data, sort_keys=False))

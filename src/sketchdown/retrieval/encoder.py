@@ -161,8 +161,9 @@ class Retriever:
         return {"canvas": self.canvas, "photo_size": self.photo_size, "raster_method": self.raster_method,
                 "precision": self.precision, "memory_format": self.memory_format,
                 "canvas_stats": list(sketch.config.canvas_stats),
-                "input": {"range": "RGB in [0, 1]; normalised inside the model",
-                          "mean": sketch.backbone.mean.flatten().tolist(), "std": sketch.backbone.std.flatten().tolist()}}
+                "input": {"range": "RGB in [0, 1]; each tower normalises inside the model with its mean and std",
+                          **{name: {"mean": t.backbone.mean.flatten().tolist(), "std": t.backbone.std.flatten().tolist()}
+                             for name, t in towers.items()}}}
 
     def describe(self) -> dict:
         """What an index records about the retriever that filled it."""
