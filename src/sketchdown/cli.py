@@ -200,7 +200,7 @@ def add_train(sub: argparse._SubParsersAction) -> None:
     from .train.configs import TrainConfig
 
     _add_run_command(sub, "train", TrainConfig, ".train.triplet:train",
-                     "triplet-train a backbone shared by sketch and photo (teacher, baselines)",
+                     "triplet-train sketch and photo towers, untied or shared (teacher, baselines)",
                      "Triplet training with AdamW + warm-up/cosine, validation held out of train by photo, "
                      "best/last checkpoints and exact --resume. The run folder gets config.yaml, command.txt, "
                      "metrics.jsonl, best.pt, last.pt and test.json. With --freeze-blocks K --cache-views V the "
