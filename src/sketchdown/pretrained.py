@@ -17,6 +17,7 @@ from .errors import InputError
 MODELS: dict[str, str] = {  # name -> folder under the weights root
     "teacher-chairs": "chairs-v1/teacher",
     "direct-chairs": "chairs-v1/direct",
+    "direct-shoes": "shoes-v1/direct",
 }
 
 
