@@ -37,6 +37,14 @@ def locate(name: str) -> Path:
     return folder
 
 
+def resolve(spec: str | Path) -> tuple[Path, str]:
+    """(the path ``spec`` stands for, how to name it as a source): a shipped name's folder and the name, or the
+    path itself and its absolute form."""
+    if str(spec) in MODELS:
+        return locate(str(spec)), str(spec)
+    return Path(spec), str(Path(spec).resolve())
+
+
 def describe() -> list[dict]:
     """Name, folder, size in MB and the manifest's info of every shipped model (``present`` False if missing)."""
     rows = []

@@ -31,7 +31,7 @@ from safetensors.torch import save as save_bytes
 
 from .. import pretrained
 from ..errors import InputError
-from ..files import checkpoint_path, digest, sha256_file, write_atomic, write_json
+from ..files import checkpoint_path, digest, write_atomic, write_json
 from .embed import EnsembleNet, Model, TwinNet, _build, create_model, load_model as load_checkpoint_model
 from .registry import list_backbones
 
@@ -91,9 +91,10 @@ def save(folder: str | Path, kind: str, parts: dict[str, tuple[str, dict, dict[s
     for name, (part_kind, config, state) in parts.items():
         tensors = {k: (v.to(dtype) if v.is_floating_point() else v).detach().cpu().contiguous()
                    for k, v in state.items()}
-        path = write_atomic(folder / f"{name}.safetensors", lambda f: f.write(save_bytes(tensors)))
+        data = save_bytes(tensors)
+        path = write_atomic(folder / f"{name}.safetensors", lambda f: f.write(data))
         entries[name] = {"file": path.name, "kind": part_kind, "config": config,
-                         "dtype": "float16" if half else "float32", "sha256": sha256_file(path)}
+                         "dtype": "float16" if half else "float32", "sha256": digest([data])}
     write_json({"format": FORMAT, "kind": kind, "parts": entries, "settings": settings, "info": info or {}},
                folder / MANIFEST)
     return folder
@@ -169,7 +170,7 @@ def build_model(art: Artifact, part: str = "model") -> Model:
 def load_model(spec: str | Path) -> Model:
     """An embedding model from a shipped model name, an artifact folder, a training run folder (its best.pt), a
     checkpoint file, or a registered backbone name (zero-shot ImageNet weights)."""
-    folder = pretrained.locate(str(spec)) if str(spec) in pretrained.MODELS else Path(spec)
+    folder, _ = pretrained.resolve(spec)
     if is_artifact(folder):
         return build_model(read(folder, "retriever"))
     if not folder.exists() and str(spec) in list_backbones():

@@ -32,7 +32,7 @@ from ..models import artifact
 from ..models.embed import Model, create_model, load_model, read_checkpoint, state_parts
 from ..models.precision import resolve
 from ..models.registry import list_backbones
-from ..select.policy import CanvasPolicy, load_policy, policy_part
+from ..select.policy import CanvasPolicy, build_policy, load_policy, policy_part
 
 SketchLike = Union[str, Path, Sketch, Image.Image, np.ndarray, list, tuple, dict]
 ENGINES = ("torch", "onnx")
@@ -248,9 +248,9 @@ class Retriever:
 def load_selector(spec: str | Path) -> CanvasPolicy:
     """A trained canvas selector (SketchyNetV2's policy): a shipped model's, an artifact folder's, or a ``select``
     run folder's / checkpoint's."""
-    folder = pretrained.locate(str(spec)) if str(spec) in pretrained.MODELS else None
-    selector = load_policy(folder or spec)
-    selector.source = str(spec) if folder else str(Path(spec).resolve())
+    folder, source = pretrained.resolve(spec)
+    selector = load_policy(folder)
+    selector.source = source
     return selector
 
 
@@ -271,13 +271,12 @@ def load(model: str | Path, canvas: int | None = None, photo_size: int | None = 
     stored: dict = {}
     own_selector: CanvasSelector | None = None
     info: dict = {}
-    folder = pretrained.locate(spec) if spec in pretrained.MODELS else Path(model)
+    folder, source = pretrained.resolve(model)
     if artifact.is_artifact(folder):
         art = artifact.read(folder, "retriever")
         net, stored, info = artifact.build_model(art), art.settings, art.info
-        source = spec if spec in pretrained.MODELS else str(Path(folder).resolve())
         if "selector" in art.parts and selector is None:
-            own_selector = load_policy(folder)
+            own_selector = build_policy(art)
             own_selector.source = source
     elif folder.exists():
         path = checkpoint_path(folder)
