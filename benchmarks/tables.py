@@ -1,5 +1,6 @@
 """Render every results table from its JSON: ``results/<dataset>.md`` and the README blocks ``results:<dataset>``,
-and the README's list of shipped models (block ``models``, from their manifests).
+the README's list of shipped models (block ``models``, from their manifests), its table of input limits (block
+``limits``, from ``sketchdown.limits``) and the hostile-input run (block ``fuzz``, from ``results/fuzz.json``).
 
 The one place that writes tables into README.md (the library never does). Every benchmark that changes
 ``results/<dataset>.json`` calls ``render`` at its end; run it alone to re-render after editing by hand:
@@ -15,6 +16,7 @@ import re
 from pathlib import Path
 
 from sketchdown.eval.results import markdown
+from sketchdown.limits import Limits
 from sketchdown.pretrained import describe
 
 
@@ -52,7 +54,35 @@ def render(results: Path = Path("results"), readme: Path = Path("README.md")) ->
         replace_block(readme, f"results:{data['dataset']}", table)
         written.append(md)
     replace_block(readme, "models", models_table())
+    replace_block(readme, "limits", limits_table())
+    if (results / "fuzz.json").is_file():
+        replace_block(readme, "fuzz", fuzz_table(json.loads((results / "fuzz.json").read_text())))
     return written
+
+
+def limits_table() -> str:
+    """Every input limit with its default and the environment variable that changes it."""
+    lines = ["| limit | default | bounds | environment variable |", "|---|---:|---|---|"]
+    for f, (env, what, value) in zip(Limits.__dataclass_fields__, Limits().describe()):
+        lines.append(f"| `{f}` | {value:,} | {what} | `{env}` |")
+    return "\n".join(lines)
+
+
+def fuzz_table(summary: dict) -> str:
+    """The outcome counts of a ``benchmarks/fuzz.py`` run, per target, and its findings."""
+    lines = [f"{summary['cases']:,} cases in {summary['seconds']:.0f} s (`{summary['command']}`):", "",
+             "| target | cases | result | project's error | findings |", "|---|---:|---:|---:|---:|"]
+    for name, counts in summary["outcomes"].items():
+        bad = sum(v for k, v in counts.items() if k not in ("result", "error"))
+        lines.append(f"| {name} | {sum(counts.values())} | {counts.get('result', 0)} | {counts.get('error', 0)} "
+                     f"| {bad} |")
+    bounds = summary["bounds"]
+    lines += ["", f"Findings (an exception other than the project's one-line error, a case over "
+                  f"{bounds['seconds']:.0f} s or {bounds['extra_address_space_bytes'] >> 30} GB, code executed): "
+                  f"**{len(summary['findings'])}**. Slowest case {summary['slowest_seconds']:.3f} s; peak resident "
+                  f"memory of the whole run {summary['peak_rss_mb']:.0f} MB."]
+    lines += [f"- {f['target']}: {f['outcome']} {f['detail']}" for f in summary["findings"][:50]]
+    return "\n".join(lines)
 
 
 def models_table() -> str:

@@ -234,7 +234,7 @@ def test_stroke_json_forms_and_round_trip(tmp_path):
     ('{"lines": []}', "needs one of the keys 'strokes' \\(point lists\\) and 'drawing'"),
     ('{"strokes": [[[1, 2]]], "drawing": []}', "needs one of the keys"),
     ("[[[1, NaN]]]", "coordinates must be finite, found nan"),
-    ('{"strokes": [[[1, 2]]], "width": -5}', "'width' must be a positive number"),
+    ('{"strokes": [[[1, 2]]], "width": -5}', "'width' must be a number of canvas units"),
     ('"hello"', "must be a JSON list"),
     # Quick, Draw!
     ('{"drawing": [[[0, 1, 2, 3], [0, 1, 2]]]}', "stroke 0: its x, y \\(and t\\) lists are of unequal length \\[4, 3\\]"),

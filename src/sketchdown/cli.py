@@ -6,14 +6,18 @@ library inside its ``run``, and the run configs come from torch-free modules."""
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import importlib
 import json
 import sys
 from collections import Counter
+from collections.abc import Callable
 from pathlib import Path
 
+from . import limits
 from .data.render import DEFAULT_RASTER_METHOD, RASTER_METHODS
 from .errors import SketchdownError
+from .files import writable_file, writable_folder
 
 EPILOG = """\
 typical use:
@@ -41,6 +45,45 @@ Data defaults to ../shared/data or $SKETCHDOWN_DATA.
 """
 
 
+def whole(low: int, limit: str | None = None) -> Callable[[str], int]:
+    """An argparse type: an int of at least ``low`` and at most the named ``limits`` value (checked at parse)."""
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"must be a whole number, got {text!r}") from None
+        high = getattr(limits.current(), limit) if limit else None
+        if value < low or high is not None and value > high:
+            raise argparse.ArgumentTypeError(f"must be at least {low}" + (f" and at most {high} (the {limit} limit; "
+                                             f"{limits.ENV_PREFIX}{limit.upper()} raises it)" if high else "")
+                                             + f", got {value}")
+        return value
+    return parse
+
+
+def positive(text: str) -> float:
+    """An argparse type: a finite number above 0."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a number, got {text!r}") from None
+    if not 0 < value < float("inf"):
+        raise argparse.ArgumentTypeError(f"must be a positive number, got {text!r}")
+    return value
+
+
+def _checked(check: Callable[[Path], Path]) -> Callable[[str], Path]:
+    def parse(text: str) -> Path:
+        try:
+            return check(Path(text))
+        except SketchdownError as err:
+            raise argparse.ArgumentTypeError(str(err)) from None
+    return parse
+
+
+CANVAS, COUNT, BATCH = whole(1, "canvas"), whole(1), whole(1, "batch_size")
+OUT_FILE, OUT_FOLDER = _checked(writable_file), _checked(writable_folder)  # checked before any work is done
+
 MODEL_HELP = ("a shipped model name (`sketchdown models`), an artifact or run folder, a checkpoint, or a backbone "
               "name (zero-shot ImageNet weights: near random for fine-grained retrieval)")
 
@@ -58,10 +101,10 @@ def add_flops(sub: argparse._SubParsersAction) -> None:
                        description="2 x MACs of one sketch-branch forward pass of the backbone's conv features "
                                    "at each canvas (torch.utils.flop_counter), and the backbone's params.")
     p.add_argument("--backbone", default="mobilenet_v2", help="registered backbone name (see `sketchdown backbones`)")
-    p.add_argument("--canvas", type=int, nargs="+", default=[256], help="canvas sizes (default 256)")
+    p.add_argument("--canvas", type=CANVAS, nargs="+", default=[256], help="canvas sizes (default 256)")
     p.add_argument("--latency", action="store_true", help="also time batch-1 CPU forward passes (median, p95)")
-    p.add_argument("--repeats", type=int, default=50, help="timed repeats for --latency (after 10 warm-up runs)")
-    p.add_argument("--threads", type=int, default=None, help="torch CPU threads for --latency")
+    p.add_argument("--repeats", type=COUNT, default=50, help="timed repeats for --latency (after 10 warm-up runs)")
+    p.add_argument("--threads", type=COUNT, default=None, help="torch CPU threads for --latency")
     p.add_argument("--json", action="store_true", help="print JSON instead of a table")
 
     def run(a: argparse.Namespace) -> None:
@@ -99,13 +142,13 @@ def add_evaluate(sub: argparse._SubParsersAction) -> None:
     src = p.add_mutually_exclusive_group()
     src.add_argument("--checkpoint", help="a sketchdown checkpoint (model rebuilt from its stored config)")
     src.add_argument("--backbone", default="mobilenet_v2", help="zero-shot: pretrained backbone, no training")
-    p.add_argument("--canvas", type=int, nargs="+", default=[256], help="sketch canvas sizes (default 256)")
-    p.add_argument("--photo-size", type=int, default=256)
+    p.add_argument("--canvas", type=CANVAS, nargs="+", default=[256], help="sketch canvas sizes (default 256)")
+    p.add_argument("--photo-size", type=CANVAS, default=256)
     p.add_argument("--raster-method", default=DEFAULT_RASTER_METHOD, choices=RASTER_METHODS,
                    help="how raster sketches are shrunk to the canvas")
-    p.add_argument("--batch-size", type=int, default=64)
+    p.add_argument("--batch-size", type=BATCH, default=64)
     add_precision_args(p)
-    p.add_argument("--out", help="write the metrics as JSON here")
+    p.add_argument("--out", type=OUT_FILE, help="write the metrics as JSON here")
 
     def run(a: argparse.Namespace) -> None:
         from .data.datasets import load_set
@@ -139,24 +182,23 @@ def add_render(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--key", help="which sketch of a multi-sketch file: a SketchX pickle key "
                                  "(e.g. /test/9910-02-carbon_1) or an index into a .npz split")
     p.add_argument("--split", default="test", help="split of a sketch-rnn .npz (default test)")
-    p.add_argument("--canvas", type=int, nargs="+", default=None, help="canvas sizes (default 32 64 128 256)")
+    p.add_argument("--canvas", type=CANVAS, nargs="+", default=None, help="canvas sizes (default 32 64 128 256)")
     p.add_argument("--raster-method", default=DEFAULT_RASTER_METHOD, choices=RASTER_METHODS,
                    help="how raster sketches are shrunk to the canvas")
-    p.add_argument("-o", "--out", type=Path, default=Path("."), help="output folder")
+    p.add_argument("-o", "--out", type=OUT_FOLDER, default=Path("."), help="output folder")
 
     def run(a: argparse.Namespace) -> None:
         from PIL import Image
 
         from .data.io import read_sketch_item
         from .data.render import CANVASES, to_canvas
+        from .files import write_atomic
 
         sketch = read_sketch_item(a.sketch, key=a.key, split=a.split)
-        a.out.mkdir(parents=True, exist_ok=True)
         stem = (a.key or a.sketch.stem).strip("/").replace("/", "_")
         for c in a.canvas or CANVASES:
-            path = a.out / f"{stem}_{c}.png"
-            Image.fromarray(to_canvas(sketch, c, a.raster_method)).save(path)
-            print(path)
+            image = Image.fromarray(to_canvas(sketch, c, a.raster_method))
+            print(write_atomic(a.out / f"{stem}_{c}.png", lambda f: image.save(f, format="PNG")))
 
     p.set_defaults(run=run)
 
@@ -179,6 +221,12 @@ def _add_run_command(sub: argparse._SubParsersAction, name: str, config_cls: typ
         from .config import from_sources
 
         if a.resume:
+            given = [f"--{f.name.replace('_', '-')}" for f in dataclasses.fields(config_cls)
+                     if getattr(a, f.name, None) is not None] + (["--config"] if a.config else []) \
+                + (["--out"] if a.out else [])
+            if given:
+                raise SketchdownError(f"--resume continues {a.resume} with its own config.yaml; it would ignore "
+                                      f"{', '.join(given)}: start a new run with --out to change them")
             cfg = from_sources(config_cls, a.resume / "config.yaml")
             out = a.resume
         elif a.out:
@@ -251,7 +299,7 @@ def add_export(sub: argparse._SubParsersAction) -> None:
                                    "and a mean rank within one rank step of fp32, else fp32. `sketchdown.load(OUT)`, "
                                    "`--model OUT` and the shipped model names read it.")
     p.add_argument("source", type=Path, metavar="RUN", help="training run folder (its best.pt) or checkpoint")
-    p.add_argument("-o", "--out", type=Path, required=True, help="artifact folder to write")
+    p.add_argument("-o", "--out", type=OUT_FOLDER, required=True, help="artifact folder to write")
     p.add_argument("--selector", type=Path, help="a `sketchdown select` run (SketchyNetV2's canvas policy) to include")
     p.add_argument("--fp32", action="store_true", help="store fp32 without trying fp16")
     for key in ("name", "dataset", "row", "description"):
@@ -306,6 +354,23 @@ def add_weights(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(run=run)
 
 
+def add_limits(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("limits", help="list the input limits and how to raise them",
+                       description="The most one input may cost (checked before the expensive work); each limit "
+                                   "is raised with its environment variable.")
+    p.add_argument("--json", action="store_true", help="print JSON")
+
+    def run(a: argparse.Namespace) -> None:
+        rows = limits.current().describe()
+        if a.json:
+            print(json.dumps([{"variable": v, "bounds": w, "value": x} for v, w, x in rows], indent=2))
+            return
+        for variable, what, value in rows:
+            print(f"{variable:<34} {value:>14,}  {what}")
+
+    p.set_defaults(run=run)
+
+
 def add_backbones(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("backbones", help="list the registered backbones")
 
@@ -326,14 +391,14 @@ def add_index(sub: argparse._SubParsersAction) -> None:
                                    "are reused from OUT and from an interrupted run's OUT.partial/, and OUT is "
                                    "replaced only when the new index is complete.")
     p.add_argument("photos", type=Path, metavar="PHOTOS_DIR")
-    p.add_argument("-o", "--out", type=Path, required=True, help="index file to write (e.g. catalogue.idx)")
+    p.add_argument("-o", "--out", type=OUT_FILE, required=True, help="index file to write (e.g. catalogue.idx)")
     p.add_argument("--model", required=True, help=MODEL_HELP)
-    p.add_argument("--canvas", type=int, help="sketch canvas recorded for searches (default: the model's, else 256)")
-    p.add_argument("--photo-size", type=int, help="photo side in pixels (default: the model's, else 256)")
+    p.add_argument("--canvas", type=CANVAS, help="sketch canvas recorded for searches (default: the model's, else 256)")
+    p.add_argument("--photo-size", type=CANVAS, help="photo side in pixels (default: the model's, else 256)")
     p.add_argument("--selector", help="trained canvas selector recorded for searches (SketchyNetV2)")
     p.add_argument("--kind", choices=("auto", "exact", "hnsw"), default="auto",
                    help="faiss index: exact inner product, HNSW, or auto (HNSW above 10,000 photos)")
-    p.add_argument("--batch-size", type=int, default=32)
+    p.add_argument("--batch-size", type=BATCH, default=32)
     p.add_argument("--skip-bad", action="store_true", help="leave out photos that do not decode instead of stopping")
     add_precision_args(p)
 
@@ -397,17 +462,17 @@ def add_search(sub: argparse._SubParsersAction) -> None:
     p.add_argument("index", type=Path, metavar="INDEX", help="an index file (`sketchdown index`), or a photo folder to "
                                                              "index in memory with --model for a one-off search")
     p.add_argument("sketches", type=Path, nargs="+", metavar="SKETCH", help="sketch file or folder of sketch files")
-    p.add_argument("-k", type=int, default=10, help="how many photos (default 10)")
+    p.add_argument("-k", type=COUNT, default=10, help="how many photos (default 10)")
     p.add_argument("--model", help="the model to search with (default: the one the index records; it must be the "
                                    "model the index was built with): " + MODEL_HELP)
-    p.add_argument("--canvas", type=int, help="sketch canvas (default: the index's)")
+    p.add_argument("--canvas", type=CANVAS, help="sketch canvas (default: the index's)")
     p.add_argument("--selector", help="canvas selector to use (default: the index's, if it records one)")
     p.add_argument("--engine", choices=("torch", "onnx"), default="torch", help="run the model on torch or onnxruntime")
     p.add_argument("--onnx", type=Path, help="exported model for --engine onnx (default: export in memory)")
     p.add_argument("--key", help="which sketch of a SketchX pickle or .npz, with a single SKETCH file "
                                  "(see `sketchdown render --help`)")
     p.add_argument("--split", default="test", help="split of a sketch-rnn .npz (default test)")
-    p.add_argument("--sheet", type=Path, metavar="PATH.png",
+    p.add_argument("--sheet", type=OUT_FILE, metavar="PATH.png",
                    help="write a contact sheet PNG: the sketch, then its top k photos with rank and score; for "
                         "several sketches (or a folder) one PNG each, <PATH stem>-<sketch stem>.png beside PATH")
     p.add_argument("--json", action="store_true", help="print JSON for programs")
@@ -485,9 +550,9 @@ def add_export_onnx(sub: argparse._SubParsersAction) -> None:
                                    "inputs at several sizes, each tower, and fail if any output differs by more "
                                    "than the tolerance.")
     p.add_argument("--model", required=True, help=MODEL_HELP)
-    p.add_argument("-o", "--out", type=Path, required=True, help="ONNX file to write")
-    p.add_argument("--photo-size", type=int, help="photo side the model's indexes use (default: the model's)")
-    p.add_argument("--tolerance", type=float, default=None, help="max abs difference accepted (default 1e-4)")
+    p.add_argument("-o", "--out", type=OUT_FILE, required=True, help="ONNX file to write")
+    p.add_argument("--photo-size", type=CANVAS, help="photo side the model's indexes use (default: the model's)")
+    p.add_argument("--tolerance", type=positive, default=None, help="max abs difference accepted (default 1e-4)")
     p.add_argument("--json", action="store_true", help="print the check as JSON")
 
     def run(a: argparse.Namespace) -> None:
@@ -517,15 +582,15 @@ def bench_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--teacher", help="teacher: run folder, checkpoint or backbone name (zero-shot)")
     p.add_argument("--v1", help="SketchyNetV1 student: run folder, checkpoint or backbone name; run at canvas 256")
     p.add_argument("--v2", help="SketchyNetV2's canvas selector (checkpoint or run folder), run on the --v1 student")
-    p.add_argument("--queries", type=int, default=200, help="timed queries per model and engine (default 200)")
-    p.add_argument("--warmup", type=int, default=20, help="untimed queries first (default 20)")
-    p.add_argument("--distractors", type=int, default=4885,
+    p.add_argument("--queries", type=COUNT, default=200, help="timed queries per model and engine (default 200)")
+    p.add_argument("--warmup", type=whole(0), default=20, help="untimed queries first (default 20)")
+    p.add_argument("--distractors", type=whole(0), default=4885,
                    help="photos added to the 115 Shoe-V1 test photos (default 4885: 5,000 in all)")
-    p.add_argument("--synthetic", type=int, default=100_000, help="synthetic vectors for index-only timing")
-    p.add_argument("--threads", type=int, help="CPU threads for torch, onnxruntime and faiss (default: torch's)")
+    p.add_argument("--synthetic", type=COUNT, default=100_000, help="synthetic vectors for index-only timing")
+    p.add_argument("--threads", type=COUNT, help="CPU threads for torch, onnxruntime and faiss (default: torch's)")
     p.add_argument("--data", type=Path, help="data root (default ../shared/data)")
     p.add_argument("--cache", type=Path, help="photo-vector cache (default $SKETCHDOWN_HOME/bench)")
-    p.add_argument("--out", type=Path, default=Path("results/latency.json"), help="also writes the .md beside it")
+    p.add_argument("--out", type=OUT_FILE, default=Path("results/latency.json"), help="also writes the .md beside it")
 
 
 def add_bench(sub: argparse._SubParsersAction) -> None:
@@ -572,7 +637,7 @@ def add_select(sub: argparse._SubParsersAction) -> None:
 
 
 COMMANDS = (add_train, add_ensemble, add_distill, add_export, add_select, add_evaluate, add_flops, add_render,
-            add_weights, add_backbones, add_models, add_index, add_search, add_export_onnx, add_bench)
+            add_weights, add_backbones, add_limits, add_models, add_index, add_search, add_export_onnx, add_bench)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -594,7 +659,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return args.run(args) or 0  # a command that reports its own errors returns 2 itself
     except SketchdownError as err:
-        print(f"sketchdown {args.command}: error: {err}", file=sys.stderr)
+        print(f"sketchdown {args.command}: error: {' '.join(str(err).split())}", file=sys.stderr)
         return 2
 
 

@@ -14,6 +14,7 @@ from typing import Any, TypeVar
 
 import yaml
 
+from . import limits
 from .errors import InputError
 from .files import write_text
 
@@ -31,8 +32,56 @@ def _parse_type(tp: Any) -> tuple[Any, bool]:
     return tp, False
 
 
-def _none_or(kind: type) -> typing.Callable[[str], Any]:
-    return lambda s: None if s.lower() in ("none", "null") else kind(s)
+# Ranges by field name, shared by every config (train, distill, select): (low, high, low is exclusive); a high
+# that is a string names a limit of ``sketchdown.limits``. The parser checks flags with them, ``validate`` the
+# values from YAML files and from Python.
+RANGES: dict[str, tuple[float | None, float | str | None, bool]] = {
+    "epochs": (1, None, False), "batch_size": (1, "batch_size", False), "lr": (0, None, True),
+    "weight_decay": (0, None, False), "warmup_epochs": (0, None, False), "margin": (0, None, False),
+    "canvases": (1, "canvas", False), "eval_canvas": (1, "canvas", False), "test_canvases": (1, "canvas", False),
+    "photo_size": (1, "canvas", False), "val_fraction": (0, 1, True), "workers": (0, None, False),
+    "limit": (1, None, False), "steps_per_epoch": (1, None, False), "freeze_blocks": (0, None, False),
+    "cache_views": (0, None, False), "embed_dim": (1, None, False), "lam": (0, 1, False), "beta": (0, None, True),
+    "unlabelled_weight": (0, None, False), "lambda_flops": (0, 1, False), "lambda_triplet": (0, None, False),
+    "ema_decay": (0, 1, False), "entropy": (0, None, False), "hidden": (1, None, False),
+    "channels": (1, None, False), "rdp_epsilon": (0, None, False), "max_points": (2, None, False),
+}
+
+
+def out_of_range(name: str, value: Any) -> str | None:
+    """Why ``value`` is outside field ``name``'s range (each element, for a sequence), or None when it is not."""
+    if name not in RANGES or value is None:
+        return None
+    low, high, exclusive = RANGES[name]
+    high = getattr(limits.current(), high) if isinstance(high, str) else high
+    for v in value if isinstance(value, (tuple, list)) else (value,):
+        if isinstance(v, bool) or not isinstance(v, (int, float)) or v != v:
+            return f"{name} must be a number, got {v!r}"
+        if low is not None and (v <= low if exclusive else v < low) or high is not None and v > high:
+            lo = f"{'above' if exclusive else 'at least'} {low}" if low is not None else ""
+            return f"{name} must be {lo}{' and ' if lo and high is not None else ''}" \
+                   f"{f'at most {high}' if high is not None else ''}, got {v}"
+    return None
+
+
+def validate(obj: Any) -> None:
+    """ValueError naming the first field of a config dataclass that is out of its range."""
+    for f in dataclasses.fields(obj):
+        problem = out_of_range(f.name, getattr(obj, f.name))
+        if problem:
+            raise ValueError(problem)
+
+
+def _none_or(kind: type, name: str = "") -> typing.Callable[[str], Any]:
+    def parse(s: str) -> Any:
+        if s.lower() in ("none", "null"):
+            return None
+        value = kind(s)
+        problem = out_of_range(name, value)
+        if problem:
+            raise argparse.ArgumentTypeError(problem)
+        return value
+    return parse
 
 
 def add_dataclass_args(parser: argparse.ArgumentParser, cls: type) -> None:
@@ -47,7 +96,7 @@ def add_dataclass_args(parser: argparse.ArgumentParser, cls: type) -> None:
             parser.add_argument(flag, type=lambda s: s.lower() in ("1", "true", "yes"), default=None,
                                 metavar="BOOL", help=f"{help_text} (default {default})")
         else:
-            parser.add_argument(flag, type=_none_or(kind), nargs="+" if seq else None, default=None,
+            parser.add_argument(flag, type=_none_or(kind, f.name), nargs="+" if seq else None, default=None,
                                 help=f"{help_text} (default {default})")
 
 

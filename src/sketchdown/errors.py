@@ -14,8 +14,8 @@ class InputError(SketchdownError):
 
     def __init__(self, source: str | Path | None, problem: str) -> None:
         self.source = str(source) if source is not None else None
-        self.problem = problem
-        super().__init__(f"{self.source}: {problem}" if self.source else problem)
+        self.problem = " ".join(problem.split())  # one line, whatever a library's message held
+        super().__init__(f"{self.source}: {self.problem}" if self.source else self.problem)
 
 
 class MissingWeightsError(SketchdownError):

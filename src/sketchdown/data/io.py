@@ -11,18 +11,23 @@ import io
 import json
 import math
 import pickle
+import re
+import warnings
 import zipfile
+import zlib
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from itertools import islice
 from pathlib import Path
 from typing import Any
+from xml.etree import ElementTree
 from xml.parsers import expat
 
 import numpy as np
 import svgelements
 from PIL import Image, ImageOps
 
+from .. import limits
 from ..errors import InputError
 from .sketch import Sketch
 
@@ -41,12 +46,22 @@ SKETCHX_SIZE = 256.0  # SketchX pickles, Quick, Draw! simplified and most stroke
 # ----------------------------------------------------------------------------------------------- common
 
 
+def _kind(p: Path) -> str:
+    """"file", "folder" or "missing"; a path the OS cannot even look up (a NUL byte, a name over 255 bytes) is
+    an InputError, not an OSError or ValueError traceback."""
+    try:
+        return "folder" if p.is_dir() else "file" if p.is_file() else "missing"
+    except (OSError, ValueError) as err:
+        raise InputError(repr(str(p)) if "\0" in str(p) else p, f"not a usable path ({err})") from None
+
+
 def _existing(path: str | Path) -> Path:
     """The path as a Path, or an InputError saying why it cannot be read as a file."""
     p = Path(path)
-    if p.is_dir():
+    kind = _kind(p)
+    if kind == "folder":
         raise InputError(p, "is a folder, not a file")
-    if not p.is_file():
+    if kind == "missing":
         raise InputError(p, "no such file")
     return p
 
@@ -56,10 +71,11 @@ def _unreadable(p: Path, err: OSError) -> InputError:
     return InputError(p, f"cannot read it: {err.strerror or err}")
 
 
-def _read_bytes(path: str | Path) -> tuple[bytes, Path]:
-    """A file's bytes and its Path."""
+def _read_bytes(path: str | Path, limit: str = "file_bytes") -> tuple[bytes, Path]:
+    """A file's bytes and its Path, its size checked against ``limit`` before it is read."""
     p = _existing(path)
     try:
+        limits.check(limit, p.stat().st_size, p, "file size in bytes")
         return p.read_bytes(), p
     except OSError as err:
         raise _unreadable(p, err) from err
@@ -67,7 +83,7 @@ def _read_bytes(path: str | Path) -> tuple[bytes, Path]:
 
 def _existing_dir(path: str | Path, what: str) -> Path:
     p = Path(path)
-    if not p.is_dir():
+    if _kind(p) != "folder":
         raise InputError(p, f"no such folder ({what})")
     return p
 
@@ -76,7 +92,7 @@ def _ink_frame(strokes: Iterable[np.ndarray]) -> float:
     """Canvas side for strokes given without one: SketchX's 256 when the ink fits in it, else the ink's extent."""
     pts = [s for s in strokes if len(s)]
     top = float(np.max(np.concatenate(pts))) if pts else 0.0
-    return SKETCHX_SIZE if top <= SKETCHX_SIZE else float(math.ceil(top))
+    return SKETCHX_SIZE if not top > SKETCHX_SIZE else float(math.ceil(min(top, float(np.finfo(np.float32).max))))
 
 
 def _files_by_stem(folder: Path, suffixes: frozenset[str]) -> dict[str, Path]:
@@ -87,14 +103,36 @@ def _files_by_stem(folder: Path, suffixes: frozenset[str]) -> dict[str, Path]:
 
 
 def _open_image(path: str | Path) -> Image.Image:
-    """Decode an image fully (so truncation shows here), upright per EXIF, transparency composited on white."""
+    """Decode an image fully (so truncation shows here), upright per EXIF, 8 bits, transparency on white.
+
+    Its size is checked from the header first (``limits``), so a few bytes announcing a huge image cost nothing.
+    """
     p = _existing(path)
     try:
-        with Image.open(p) as img:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)  # our own limit decides, just below
+            img = Image.open(p)
+        with img:
+            limits.check_image(*img.size, p)
             img.load()
-            return on_white(ImageOps.exif_transpose(img))
-    except (OSError, SyntaxError, ValueError, EOFError, Image.DecompressionBombError) as err:
+            return on_white(to_8bit(ImageOps.exif_transpose(img)))
+    except (OSError, SyntaxError, ValueError, EOFError, TypeError, Image.DecompressionBombError) as err:
         raise InputError(p, f"cannot decode the image ({err})") from err
+
+
+def to_8bit(img: Image.Image) -> Image.Image:
+    """16-bit and 32-bit grey (``I;16``, ``I``) scaled to 8 bits, float grey (``F``) read as 0-1 or 0-255.
+
+    PIL's own ``convert("L")`` clips these at 255, which turns a 16-bit sketch blank and a 16-bit photo white.
+    """
+    if img.mode.startswith("I;16") or img.mode == "I":
+        a = np.asarray(img, dtype=np.float64)
+        return Image.fromarray(np.clip(a / 257.0, 0, 255).round().astype(np.uint8), "L")
+    if img.mode == "F":
+        a = np.nan_to_num(np.asarray(img, dtype=np.float64))
+        scale = 255.0 if a.size and a.max() <= 1.0 else 1.0
+        return Image.fromarray(np.clip(a * scale, 0, 255).round().astype(np.uint8), "L")
+    return img
 
 
 def on_white(img: Image.Image) -> Image.Image:
@@ -137,27 +175,93 @@ def read_sketch(path: str | Path) -> Sketch:
 # ----------------------------------------------------------------------------------------------- SVG
 
 
+_NOT_FINITE = re.compile(rb"(?i)nan|inf")
+_NUMBER = re.compile(rb"[-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?")
+
+
+def _expanded(children: list[list[int]], target: list[int | None], own: list[float], source: str) -> float:
+    """Sum of ``own`` over the tree from node 0, every ``<use>`` counted as a copy of its target; a ``<use>``
+    that refers to itself or its own ancestors is an InputError. Iterative: deep chains cannot overflow Python."""
+    total: list[float | None] = [None] * len(own)
+    on_path = [False] * len(own)
+    stack = [(0, False)]
+    while stack:
+        node, done = stack.pop()
+        edges = children[node] + ([target[node]] if target[node] is not None else [])
+        if done:
+            total[node] = own[node] + sum(total[e] for e in edges)  # type: ignore[misc]
+            on_path[node] = False
+            continue
+        if total[node] is not None:
+            continue
+        on_path[node] = True
+        stack.append((node, True))
+        for e in edges:
+            if on_path[e]:
+                raise InputError(source, "the SVG has a <use> that refers to itself or to an element around it")
+            if total[e] is None:
+                stack.append((e, False))
+    return total[0]  # type: ignore[return-value]
+
+
 def _check_xml(data: bytes, source: str) -> dict[str, str]:
-    """Parse once with expat to reject malformed XML and entity declarations (entity-expansion bombs).
+    """Parse once with expat before svgelements sees the file: reject malformed XML (namespaces included), entity
+    declarations (expansion bombs) and entities defined outside the file, and bound the work svgelements would
+    do (``limits``: nesting depth, elements counting every ``<use>`` expansion, coordinates).
 
     Returns the root element's attributes, which say whether the file defines its own canvas.
     """
     roots: list[dict[str, str]] = []
+    children: list[list[int]] = []
+    hrefs: list[str | None] = []
+    numbers: list[float] = []
+    ids: dict[str, int] = {}
+    stack: list[int] = []
+    cap = limits.current()
 
     def on_start(_name: str, attrs: dict[str, str]) -> None:
         if not roots:
             roots.append(attrs)
+        node = len(children)
+        if node >= cap.svg_elements:
+            limits.check("svg_elements", node + 1, source, "SVG elements")
+        if len(stack) >= cap.svg_depth:
+            limits.check("svg_depth", len(stack) + 1, source, "SVG nesting depth")
+        if stack:
+            children[stack[-1]].append(node)
+        children.append([])
+        href = next((v for k, v in attrs.items() if k == "href" or k.endswith((" href", ":href"))), "")
+        hrefs.append(href[1:] if href.startswith("#") else None)
+        geometry = [v.encode() for k, v in attrs.items() if k in ("d", "points")]
+        if any(_NOT_FINITE.search(v) for v in geometry):
+            raise InputError(source, "the SVG's path data holds a coordinate that is not a finite number")
+        numbers.append(sum(len(_NUMBER.findall(v)) for v in geometry))
+        if "id" in attrs:
+            ids.setdefault(attrs["id"], node)
+        stack.append(node)
+
+    def on_end(_name: str) -> None:
+        stack.pop()
 
     def on_entity(*_: Any) -> None:
         raise InputError(source, "the SVG declares XML entities; refusing to expand them")
 
-    parser = expat.ParserCreate()
-    parser.StartElementHandler = on_start
-    parser.EntityDeclHandler = on_entity
+    def on_skipped(name: str, _is_parameter: bool) -> None:
+        raise InputError(source, f"the SVG uses entity &{name}; defined outside the file; refusing to fetch it")
+
+    parser = expat.ParserCreate(namespace_separator=" ")
+    parser.SetParamEntityParsing(expat.XML_PARAM_ENTITY_PARSING_NEVER)
+    parser.StartElementHandler, parser.EndElementHandler = on_start, on_end
+    parser.EntityDeclHandler, parser.SkippedEntityHandler = on_entity, on_skipped
     try:
         parser.Parse(data, True)
     except expat.ExpatError as err:
         raise InputError(source, f"malformed XML ({err})") from err
+    target = [ids.get(h) if h is not None else None for h in hrefs]
+    limits.check("svg_elements", _expanded(children, target, [1.0] * len(children), source), source,
+                 "SVG elements after <use> expansion")
+    limits.check("sketch_points", int(_expanded(children, target, numbers, source) // 2), source,
+                 "SVG coordinate pairs after <use> expansion")
     return roots[0]
 
 
@@ -172,10 +276,16 @@ def _is_ink(element: svgelements.Shape) -> bool:
     return dark(element.stroke) or dark(element.fill)
 
 
-def _flatten(path: svgelements.Path, step: float) -> list[np.ndarray]:
-    """Polylines of a path: lines keep their end points, curves and arcs get a point about every ``step``."""
+def _flatten(path: svgelements.Path, step: float, budget: list[int], source: str) -> list[np.ndarray]:
+    """Polylines of a path: lines keep their end points, curves and arcs get a point about every ``step``.
+
+    ``budget[0]`` counts the points made so far for the whole file, stopped at the ``sketch_points`` limit.
+    """
     strokes: list[list[np.ndarray]] = []
+    cap = limits.current().sketch_points
     for seg in path:
+        if budget[0] > cap:
+            limits.check("sketch_points", budget[0], source, "points after flattening the SVG's curves")
         if isinstance(seg, svgelements.Move):
             strokes.append([np.array([[seg.end.x, seg.end.y]])])
         elif not strokes:
@@ -185,9 +295,15 @@ def _flatten(path: svgelements.Path, step: float) -> list[np.ndarray]:
         else:
             coarse = np.asarray(seg.npoint(np.linspace(0.0, 1.0, 9)))
             length = float(np.linalg.norm(np.diff(coarse, axis=0), axis=1).sum())
+            if not math.isfinite(length):
+                raise ValueError(f"a curve has coordinates that are not finite numbers ({seg})")
             n = int(min(max(math.ceil(length / step), 4), 256))
             strokes[-1].append(np.asarray(seg.npoint(np.linspace(0.0, 1.0, n + 1)))[1:])
-    return [np.concatenate(s) for s in strokes]
+        budget[0] += len(strokes[-1][-1])
+    out = [np.concatenate(s) for s in strokes]
+    if not all(np.isfinite(s).all() for s in out):
+        raise ValueError("a path has coordinates that are not finite numbers")
+    return out
 
 
 def read_svg(path_or_text: str | Path | bytes) -> Sketch:
@@ -200,8 +316,9 @@ def read_svg(path_or_text: str | Path | bytes) -> Sketch:
     if isinstance(path_or_text, bytes):
         data, source = path_or_text, "<svg text>"
     else:
-        data, p = _read_bytes(path_or_text)
+        data, p = _read_bytes(path_or_text, "sketch_bytes")
         source = str(p)
+    limits.check("sketch_bytes", len(data), source, "SVG size in bytes")
     root = _check_xml(data, source)
     try:
         svg = svgelements.SVG.parse(io.BytesIO(data))
@@ -209,9 +326,11 @@ def read_svg(path_or_text: str | Path | bytes) -> Sketch:
         width, height = (svg.width, svg.height) if own_frame else (None, None)
         step = max(width or SKETCHX_SIZE, height or SKETCHX_SIZE) / SKETCHX_SIZE
         shapes = [e for e in svg.elements() if isinstance(e, svgelements.Shape) and _is_ink(e)]
-        strokes = [s for e in shapes for s in _flatten(svgelements.Path(e), step)]
-    except (ValueError, TypeError, AttributeError, IndexError, ZeroDivisionError) as err:
-        raise InputError(source, f"cannot interpret the SVG ({type(err).__name__}: {err})") from err
+        budget = [0]
+        strokes = [s for e in shapes for s in _flatten(svgelements.Path(e), step, budget, source)]
+    except (ValueError, TypeError, AttributeError, IndexError, ZeroDivisionError, OverflowError, KeyError,
+            RecursionError, ElementTree.ParseError) as err:
+        raise InputError(source, f"cannot interpret the SVG ({type(err).__name__}: {err})") from None
     if not strokes:
         raise InputError(source, "the SVG has no strokes (no visible path, line, polyline, polygon, rect, circle or ellipse)")
     if width is None:
@@ -280,8 +399,8 @@ def _json_size(obj: dict, key: str, source: str) -> float | None:
     value = obj.get(key)
     if value is None:
         return None
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
-        raise InputError(source, f"{key!r} must be a positive number, got {value!r}")
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 1e-3 <= value <= 1e9:
+        raise InputError(source, f"{key!r} must be a number of canvas units from 0.001 to 1e9, got {value!r}")
     return float(value)
 
 
@@ -309,6 +428,10 @@ def _json_sketch(obj: Any, source: str) -> Sketch:
         raise InputError(source, f"strokes must be a JSON list of strokes, got {type(obj).__name__}")
     if quickdraw is None:
         quickdraw = _is_quickdraw(obj)
+    limits.check("sketch_strokes", len(obj), source, "strokes")
+    points = sum((len(s[0]) if s and isinstance(s[0], list) else 0) if quickdraw else len(s)
+                 for s in obj if isinstance(s, list))
+    limits.check("sketch_points", points, source, "points")
     read = _qd_stroke if quickdraw else _json_stroke
     strokes = [read(s, i, source) for i, s in enumerate(obj)]
     side = _ink_frame(strokes)
@@ -330,16 +453,21 @@ def read_stroke_json(path_or_obj: str | Path | list | dict) -> Sketch:
     """
     if isinstance(path_or_obj, (list, dict)):
         return _json_sketch(path_or_obj, "<json>")
-    data, p = _read_bytes(path_or_obj)
+    data, p = _read_bytes(path_or_obj, "sketch_bytes")
     return _json_sketch(_parse_json(data, str(p)), str(p))
 
 
 def _ndjson_lines(path: str | Path) -> Iterator[tuple[int, bytes]]:
     """(line number from 1, text) of each non-blank line, streamed: Quick, Draw! files run to hundreds of MB."""
     p = _existing(path)
+    cap = limits.current().sketch_bytes
     try:
         with p.open("rb") as f:
-            yield from ((n, line) for n, line in enumerate(f, 1) if line.strip())
+            for n, line in enumerate(iter(lambda: f.readline(cap + 1), b""), 1):
+                if len(line) > cap:
+                    limits.check("sketch_bytes", len(line), f"{p}:{n}", "line length in bytes")
+                if line.strip():
+                    yield n, line
     except OSError as err:
         raise _unreadable(p, err) from err
 
@@ -396,28 +524,114 @@ def write_stroke_json(sketch: Sketch, path: str | Path) -> None:
 
 
 _NUMPY_CORES = ("numpy.core", "numpy._core")  # numpy 1 and numpy 2 names of the same module; pickles hold either
+# Besides numpy.ndarray, _reconstruct and _frombuffer (protocol 5), which _NumpyUnpickler guards itself.
 _SAFE_GLOBALS: dict[tuple[str, str], Any] = {
-    ("numpy", "ndarray"): np.ndarray,
     ("numpy", "dtype"): np.dtype,
-    **{(f"{core}.multiarray", name): getattr(_multiarray, name) for core in _NUMPY_CORES for name in ("_reconstruct", "scalar")},
-    **{(f"{core}.numeric", "_frombuffer"): _numeric._frombuffer for core in _NUMPY_CORES},  # protocol 5
+    **{(f"{core}.multiarray", "scalar"): _multiarray.scalar for core in _NUMPY_CORES},
 }
 
 
-class _NumpyUnpickler(pickle.Unpickler):
-    """Unpickler that rebuilds numpy arrays, dtypes and scalars and refuses every other global."""
+class _Budget:
+    """What one pickle or npz may allocate: array bytes and array count (``limits``), charged BEFORE allocation."""
 
-    def __init__(self, file: io.BytesIO, source: str) -> None:
+    def __init__(self, source: str) -> None:
+        self.source, self.bytes, self.arrays = source, 0, 0
+
+    def charge(self, shape: Any, dtype: Any = np.float64, count: int = 1) -> None:
+        try:
+            dims = tuple(int(n) for n in (shape if isinstance(shape, (tuple, list)) else (shape,)))
+            itemsize = np.dtype(dtype).itemsize
+        except (TypeError, ValueError) as err:
+            raise InputError(self.source, f"an array of unusable shape {shape!r} or type {dtype!r} ({err})") from None
+        if any(n < 0 for n in dims):
+            raise InputError(self.source, f"an array of negative shape {dims}")
+        elements = math.prod(dims)
+        self.bytes += elements * itemsize
+        self.arrays += count + (elements if np.dtype(dtype).hasobject else 0)
+        limits.check("array_bytes", self.bytes, self.source, "bytes of arrays announced")
+        limits.check("arrays", self.arrays, self.source, "arrays and array references")
+
+
+def _state_shape(state: Any) -> tuple[Any, Any, Any]:
+    """(shape, dtype, data) of an ndarray ``__setstate__`` tuple (numpy writes 5 items, old pickles 4)."""
+    if isinstance(state, tuple) and len(state) in (4, 5):
+        shape, dtype, _fortran, data = state[-4:]
+        return shape, dtype, data
+    raise TypeError(f"not an ndarray state ({type(state).__name__})")
+
+
+def _guarded_classes(budget: _Budget) -> tuple[type, type]:
+    """Stand-ins for ``numpy.ndarray`` inside one unpickling, so no pickle allocates before ``budget`` is charged.
+
+    ``Called`` takes the place of ``numpy.ndarray`` itself (a pickle may call it with any shape: uninitialised
+    gigabytes from a few bytes); ``Built`` is what ``_reconstruct`` makes, whose ``__setstate__`` (where numpy
+    pickles put the real shape) is charged first. ``Built`` arrays are turned back into plain ones afterwards.
+    """
+
+    class Called(np.ndarray):
+        def __new__(cls, shape: Any, dtype: Any = float, *args: Any, **kw: Any) -> np.ndarray:
+            budget.charge(shape, dtype)
+            return np.ndarray.__new__(np.ndarray, shape, dtype, *args, **kw)
+
+    class Built(np.ndarray):
+        def __setstate__(self, state: Any) -> None:
+            shape, dtype, data = _state_shape(state)
+            budget.charge(shape, dtype)
+            if isinstance(data, list):
+                budget.charge((), dtype, len(data))
+            super().__setstate__(state)
+
+    return Called, Built
+
+
+def _plain(obj: Any, built: type) -> Any:
+    """The unpickled object with every guarded array (also inside object arrays) as a plain ndarray."""
+    if isinstance(obj, np.ndarray):
+        out = obj.view(np.ndarray) if isinstance(obj, built) else obj
+        if out.dtype.hasobject:
+            flat = out.reshape(-1)
+            for i in range(flat.size):
+                flat[i] = _plain(flat[i], built)
+        return out
+    if isinstance(obj, dict):
+        return {k: _plain(v, built) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return type(obj)(_plain(v, built) for v in obj)
+    return obj
+
+
+class _NumpyUnpickler(pickle.Unpickler):
+    """Unpickler that rebuilds numpy arrays, dtypes and scalars and refuses every other global; arrays are charged
+    to a ``_Budget`` before they are allocated."""
+
+    def __init__(self, file: io.BytesIO, source: str, budget: _Budget) -> None:
         super().__init__(file, encoding="latin1")  # latin1: Python 2 pickles (sketch-rnn) hold array bytes as str
-        self.source = source
+        self.source, self.budget = source, budget
+        self.called, self.built = _guarded_classes(budget)
 
     def find_class(self, module: str, name: str) -> Any:
         if (module, name) == ("_codecs", "encode"):
             return self._latin1_encode
+        if (module, name) == ("numpy", "ndarray"):
+            return self.called
+        if name == "_reconstruct" and module in (f"{c}.multiarray" for c in _NUMPY_CORES):
+            return self._reconstruct
+        if name == "_frombuffer" and module in (f"{c}.numeric" for c in _NUMPY_CORES):
+            return self._frombuffer
         try:
             return _SAFE_GLOBALS[module, name]
         except KeyError:
             raise InputError(self.source, f"pickle holds {module}.{name}, which is not a numpy array; refusing to load it") from None
+
+    def _reconstruct(self, cls: Any, shape: Any, dtype: Any) -> np.ndarray:
+        if cls not in (self.called, np.ndarray):
+            raise InputError(self.source, f"pickle rebuilds a {getattr(cls, '__name__', cls)!r}, not a numpy array")
+        self.budget.charge(shape, dtype)
+        return _multiarray._reconstruct(self.built, shape, dtype)
+
+    def _frombuffer(self, buf: Any, dtype: Any, shape: Any, order: str) -> np.ndarray:
+        self.budget.charge(shape, dtype)
+        return _numeric._frombuffer(buf, dtype, shape, order)
 
     def _latin1_encode(self, text: str, encoding: str = "latin1") -> bytes:
         """Stand-in for _codecs.encode, which pickles of protocol < 3 use for bytes; only that harmless use is allowed."""
@@ -427,9 +641,10 @@ class _NumpyUnpickler(pickle.Unpickler):
         return text.encode("latin1")
 
 
-def _unpickle(data: bytes, source: str) -> object:
+def _unpickle(data: bytes, source: str, budget: _Budget | None = None) -> object:
+    unpickler = _NumpyUnpickler(io.BytesIO(data), source, budget or _Budget(source))
     try:
-        return _NumpyUnpickler(io.BytesIO(data), source).load()
+        return _plain(unpickler.load(), unpickler.built)
     except InputError:
         raise
     except Exception as err:  # a malformed pickle can fail in any of numpy's or pickle's own checks
@@ -460,25 +675,35 @@ def read_sketchx_pickle(path: str | Path) -> dict[str, Sketch]:
 # ----------------------------------------------------------------------------------------------- sketch-rnn npz
 
 
-def _read_npz_member(zf: zipfile.ZipFile, member: str, source: str) -> np.ndarray:
-    """One .npy from an open npz without np.load's pickle: object arrays go through the numpy-only unpickler."""
-    with zf.open(member) as f:
-        version = np.lib.format.read_magic(f)
-        if version not in ((1, 0), (2, 0)):
-            raise InputError(source, f"unsupported .npy format version {version}")
-        read_header = np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
-        shape, _, dtype = read_header(f)
-        if dtype.hasobject:
-            arr = _unpickle(f.read(), source)
-            if not isinstance(arr, np.ndarray) or arr.shape != shape:
-                raise InputError(source, f"the pickled payload is not the {shape} array its header announces")
-            return arr
-    with zf.open(member) as f:
-        return np.lib.format.read_array(f, allow_pickle=False)
+def read_npz_array(zf: zipfile.ZipFile, member: str, source: str) -> np.ndarray:
+    """One .npy from an open npz without np.load's pickle: the header's shape is charged to the ``limits`` before
+    anything is read, and object arrays go through the numpy-only unpickler."""
+    budget = _Budget(source)
+    try:
+        with zf.open(member) as f:
+            version = np.lib.format.read_magic(f)
+            if version not in ((1, 0), (2, 0)):
+                raise InputError(source, f"unsupported .npy format version {version}")
+            read_header = np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
+            try:
+                shape, _, dtype = read_header(f)
+            except Exception as err:  # numpy parses the header with ast/tokenize: any of their errors
+                raise InputError(source, f"the .npy header is malformed ({type(err).__name__}: {err})") from None
+            budget.charge(shape, dtype)
+            if dtype.hasobject:
+                limits.check("file_bytes", zf.getinfo(member).file_size, source, "pickled array size in bytes")
+                arr = _unpickle(f.read(), source, budget)
+                if not isinstance(arr, np.ndarray) or arr.shape != shape:
+                    raise InputError(source, f"the pickled payload is not the {shape} array its header announces")
+                return arr
+        with zf.open(member) as f:
+            return np.lib.format.read_array(f, allow_pickle=False)
+    except (zlib.error, EOFError, zipfile.BadZipFile, ValueError, OSError) as err:
+        raise InputError(source, f"the archive member is corrupt ({type(err).__name__}: {err})") from None
 
 
-def read_stroke3_npz(path: str | Path, split: str = "train") -> list[Sketch]:
-    """sketch-rnn .npz (keys train/valid/test of stroke-3 arrays), each sketch fitted into a 256 square."""
+def _stroke3_arrays(path: str | Path, split: str) -> tuple[list[np.ndarray], str]:
+    """The stroke-3 arrays of one split of a sketch-rnn .npz (not yet checked or converted), and their source."""
     p = _existing(path)
     try:
         with zipfile.ZipFile(p) as zf:
@@ -486,10 +711,20 @@ def read_stroke3_npz(path: str | Path, split: str = "train") -> list[Sketch]:
             if split not in members:
                 raise InputError(p, f"has no split {split!r}; it holds {sorted(members)}")
             source = f"{p}[{split}]"
-            arr = _read_npz_member(zf, members[split], source)
+            arr = read_npz_array(zf, members[split], source)
     except (zipfile.BadZipFile, EOFError, ValueError, OSError) as err:
         raise InputError(p, f"not a readable .npz archive ({err})") from err
-    items = [arr] if arr.dtype != object and arr.ndim == 2 else list(arr)
+    if arr.dtype == object:
+        return list(arr.reshape(-1)), source
+    if arr.ndim not in (2, 3):
+        raise InputError(source, f"expected stroke-3 arrays: an object array of (N, 3) arrays, one (N, 3) array or "
+                                 f"an (M, N, 3) stack, got {arr.dtype} {arr.shape}")
+    return [arr] if arr.ndim == 2 else list(arr), source
+
+
+def read_stroke3_npz(path: str | Path, split: str = "train") -> list[Sketch]:
+    """sketch-rnn .npz (keys train/valid/test of stroke-3 arrays), each sketch fitted into a 256 square."""
+    items, source = _stroke3_arrays(path, split)
     return [Sketch.from_stroke3(a, source=f"{source}[{i}]") for i, a in enumerate(items)]
 
 
@@ -506,10 +741,10 @@ def read_sketch_item(path: str | Path, key: str | None = None, split: str = "tes
     if p.suffix.lower() in SKETCH_SUFFIXES:
         return read_sketch(p)
     if p.suffix.lower() == ".npz":
-        sketches = read_stroke3_npz(p, split)
-        if key is None or not key.isdigit() or int(key) >= len(sketches):
-            raise InputError(p, f"pass --key N with 0 <= N < {len(sketches)} to pick a sketch of split {split!r}")
-        return sketches[int(key)]
+        items, source = _stroke3_arrays(p, split)
+        if key is None or not key.isdecimal() or int(key) >= len(items):
+            raise InputError(p, f"pass --key N with 0 <= N < {len(items)} to pick a sketch of split {split!r}")
+        return Sketch.from_stroke3(items[int(key)], source=f"{source}[{key}]")
     sketches = read_sketchx_pickle(p)
     if key not in sketches:
         raise InputError(p, f"pass --key with a sketch name of this pickle, e.g. {', '.join(list(sketches)[:3])}")
@@ -531,12 +766,16 @@ class Pair:
 
 
 def _pair(sketch: Path, photo: Path, split: str, category: str) -> Pair:
-    photo = photo.resolve()
-    return Pair(sketch=sketch.resolve(), photo=photo, split=split, key=str(photo), category=category)
+    try:
+        sketch, photo = sketch.resolve(), photo.resolve()
+    except (OSError, ValueError) as err:
+        raise InputError(repr(f"{sketch}, {photo}"), f"not a usable path ({err})") from None
+    _kind(sketch), _kind(photo)
+    return Pair(sketch=sketch, photo=photo, split=split, key=str(photo), category=category)
 
 
 def _check_exist(pairs: list[Pair], source: str | Path) -> None:
-    missing = [str(p) for pair in pairs for p in (pair.sketch, pair.photo) if not p.is_file()]
+    missing = [str(p) for pair in pairs for p in (pair.sketch, pair.photo) if _kind(p) != "file"]
     if missing:
         raise InputError(source, f"{len(missing)} referenced file(s) do not exist, e.g. {', '.join(missing[:3])}")
 

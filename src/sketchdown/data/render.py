@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 from PIL import Image, ImageDraw
 
+from .. import limits
 from ..errors import InputError
 from .sketch import Sketch
 
@@ -47,19 +48,23 @@ def render_strokes(sketch: Sketch, canvas: int, width: float | None = None) -> n
     """
     if not sketch.is_vector:
         raise InputError(sketch.source, "render_strokes needs strokes; use to_canvas for raster sketches")
-    if canvas < 1:
-        raise ValueError(f"canvas must be a positive size, got {canvas}")
+    limits.check_canvas(canvas, sketch.source)
     w = line_width(canvas) if width is None else width
     ss = max(1, SUPERSAMPLE_PIXELS // canvas)
     scale = canvas * ss / max(sketch.width, sketch.height)
+    with np.errstate(over="ignore", invalid="ignore"):
+        drawn = [stroke * np.float32(scale) for stroke in sketch.strokes]
+    if not all(np.isfinite(d).all() for d in drawn):
+        raise InputError(sketch.source, f"the strokes do not fit a canvas: coordinates up to {max(sketch.bounds()):g} "
+                                        f"in a frame of {sketch.width:g} x {sketch.height:g}")
     offset = np.array([(max(sketch.width, sketch.height) - sketch.width) / 2,
                        (max(sketch.width, sketch.height) - sketch.height) / 2], dtype=np.float32) * scale
     img = Image.new("L", (canvas * ss, canvas * ss), 255)
     draw = ImageDraw.Draw(img)
     pen = max(1, round(w * ss))
     r = pen / 2
-    for stroke in sketch.strokes:
-        pts = stroke * scale + offset
+    for stroke in drawn:
+        pts = stroke + offset
         flat = pts.ravel().tolist()
         if len(pts) > 1:
             draw.line(flat, fill=0, width=pen, joint="curve")
@@ -77,21 +82,28 @@ def shrink_raster(raster: np.ndarray, canvas: int, method: str = DEFAULT_RASTER_
     """
     if method not in RASTER_METHODS:
         raise ValueError(f"unknown raster downscaling {method!r}; choose one of {', '.join(RASTER_METHODS)}")
+    limits.check_canvas(canvas)
     h, w = raster.shape
+    limits.check("image_pixels", h * w, None, f"raster of {w} x {h}: pixels")
     if (h, w) == (canvas, canvas):
         return raster
     import torch
     import torch.nn.functional as F
 
+    # Resample the drawing to its size on the canvas, then pad it to the square: the same result as padding
+    # first where the sides divide evenly, at the cost of the drawing's pixels, not of a square of its long side.
+    side = max(h, w)
+    size = (max(1, round(h * canvas / side)), max(1, round(w * canvas / side)))
     ink = torch.from_numpy(255.0 - raster.astype(np.float32))[None, None]
-    side = max(h, w)  # pad to a square so the aspect ratio is kept
-    ink = F.pad(ink, ((side - w) // 2, side - w - (side - w) // 2, (side - h) // 2, side - h - (side - h) // 2))
-    if method == "maxink":
-        out = F.adaptive_max_pool2d(ink, canvas) if canvas < side else F.interpolate(ink, size=canvas, mode="bilinear")
-    elif method == "area":
-        out = F.interpolate(ink, size=canvas, mode="area") if canvas < side else F.interpolate(ink, size=canvas, mode="bilinear")
+    shrinking = canvas < side
+    if method == "maxink" and shrinking:
+        out = F.adaptive_max_pool2d(ink, size)
+    elif method == "area" and shrinking:
+        out = F.interpolate(ink, size=size, mode="area")
     else:
-        out = F.interpolate(ink, size=canvas, mode="bilinear", antialias=True)
+        out = F.interpolate(ink, size=size, mode="bilinear", antialias=method == "bilinear")
+    top, left = (canvas - size[0]) // 2, (canvas - size[1]) // 2
+    out = F.pad(out, (left, canvas - size[1] - left, top, canvas - size[0] - top))
     return (255.0 - out[0, 0].clamp(0, 255)).round().to(torch.uint8).numpy()
 
 

@@ -7,10 +7,12 @@ white (255) paper and dark ink, as sketch PNGs are stored.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 
 import numpy as np
 
+from .. import limits
 from ..errors import InputError
 
 
@@ -29,15 +31,22 @@ class Sketch:
         if (self.strokes is None) == (self.raster is None):
             raise ValueError("a Sketch holds either strokes or a raster")
         if self.strokes is not None:
-            strokes = tuple(np.asarray(s, dtype=np.float32).reshape(-1, 2) for s in self.strokes)
-            strokes = tuple(s for s in strokes if len(s) and np.isfinite(s).all())
+            limits.check("sketch_strokes", len(self.strokes), self.source, "strokes")
+            strokes = tuple(_points(s, i, self.source) for i, s in enumerate(self.strokes))
+            limits.check("sketch_points", sum(len(s) for s in strokes), self.source, "points")
+            strokes = tuple(s for s in strokes if len(s))
             if not strokes:
                 raise InputError(self.source, "the sketch has no strokes")
+            for side in (self.width, self.height):
+                if not (isinstance(side, (int, float)) and math.isfinite(side) and side > 0):
+                    raise InputError(self.source, f"the canvas size must be positive and finite, got "
+                                                  f"{self.width!r} x {self.height!r}")
             object.__setattr__(self, "strokes", strokes)
         else:
             r = np.asarray(self.raster)
             if r.ndim != 2 or r.dtype != np.uint8 or min(r.shape) == 0:
                 raise InputError(self.source, f"a raster sketch must be a non-empty 2-D uint8 array, got {r.dtype} {r.shape}")
+            limits.check_image(r.shape[1], r.shape[0], self.source)
             if int(r.min()) == int(r.max()):
                 raise InputError(self.source, "the sketch is blank (every pixel has the same value)")
             object.__setattr__(self, "raster", r)
@@ -55,7 +64,7 @@ class Sketch:
     @classmethod
     def from_points(cls, points: np.ndarray, width: float = 256.0, height: float = 256.0, source: str = "<memory>") -> "Sketch":
         """From SketchX-style (N, 3) absolute points: x, y, and 1 where a stroke ends."""
-        pts = np.asarray(points, dtype=np.float64)
+        pts = _numeric(points, source)
         if pts.ndim != 2 or pts.shape[1] != 3 or len(pts) == 0:
             raise InputError(source, f"expected an (N, 3) array of x, y, pen-up points, got shape {pts.shape}")
         ends = np.flatnonzero(pts[:, 2] > 0.5) + 1
@@ -64,7 +73,7 @@ class Sketch:
     @classmethod
     def from_stroke3(cls, deltas: np.ndarray, source: str = "<memory>", margin: float = 0.05, size: float = 256.0) -> "Sketch":
         """From sketch-rnn stroke-3 (dx, dy, pen lifted after this point); fitted into a ``size`` square."""
-        d = np.asarray(deltas, dtype=np.float64)
+        d = _numeric(deltas, source)
         if d.ndim != 2 or d.shape[1] != 3 or len(d) == 0:
             raise InputError(source, f"expected an (N, 3) stroke-3 array, got shape {d.shape}")
         xy = np.cumsum(d[:, :2], axis=0)
@@ -110,3 +119,27 @@ class Sketch:
     def _need_vector(self, what: str) -> None:
         if self.strokes is None:
             raise InputError(self.source, f"{what} needs a vector sketch; this one is a raster image")
+
+
+def _numeric(values: object, source: str) -> np.ndarray:
+    """A real-number array as float64; strings, objects, records, complex numbers and non-finite values are an
+    InputError (numpy would turn "1" into 1.0, or fail with a TypeError deep in a reader)."""
+    arr = np.asarray(values) if not isinstance(values, np.ndarray) else values
+    if arr.dtype.kind not in "iuf":
+        raise InputError(source, f"expected an array of numbers, got dtype {arr.dtype}")
+    arr = arr.astype(np.float64)
+    if not np.isfinite(arr).all():
+        raise InputError(source, "the points are not all finite numbers")
+    return arr
+
+
+def _points(stroke: object, i: int, source: str) -> np.ndarray:
+    """One stroke as (n, 2) float32; a coordinate that is not finite (or beyond float32's range) is an error."""
+    arr = _numeric(stroke, source)
+    if not (arr.ndim == 2 and arr.shape[1] == 2 or arr.ndim == 1 and arr.size % 2 == 0):
+        raise InputError(source, f"stroke {i} must be (x, y) points, got an array of shape {arr.shape}")
+    with np.errstate(over="ignore"):
+        pts = arr.astype(np.float32).reshape(-1, 2)
+    if not np.isfinite(pts).all():
+        raise InputError(source, f"stroke {i} has coordinates beyond float32's range")
+    return pts

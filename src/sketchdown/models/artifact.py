@@ -29,7 +29,7 @@ from safetensors import SafetensorError
 from safetensors.torch import load as load_bytes
 from safetensors.torch import save as save_bytes
 
-from .. import pretrained
+from .. import limits, pretrained
 from ..errors import InputError
 from ..files import checkpoint_path, digest, write_atomic, write_json
 from .embed import EnsembleNet, Model, TwinNet, _build, create_model, load_model as load_checkpoint_model
@@ -55,6 +55,7 @@ class Artifact:
         path = self.folder / entry["file"]
         if not path.is_file():
             raise InputError(path, f"the {part} weights file is missing")
+        limits.check("array_bytes", path.stat().st_size, path, "weights file size in bytes")
         data = path.read_bytes()
         if digest([data]) != entry["sha256"]:
             raise InputError(path, "sha256 does not match the manifest: the file is truncated or was changed")
@@ -121,6 +122,7 @@ def read(folder: str | Path, kind: str | None = None) -> Artifact:
     path = folder / MANIFEST
     if not path.is_file():
         raise InputError(folder, f"no {MANIFEST}: not a sketchdown artifact folder")
+    limits.check_file(path)
     try:
         manifest = json.loads(path.read_text())
     except (json.JSONDecodeError, UnicodeDecodeError, RecursionError) as err:

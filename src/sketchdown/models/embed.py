@@ -241,27 +241,32 @@ Model = Union[EmbeddingNet, TwinNet, EnsembleNet]  # what load_model returns and
 
 
 def _tower(config: dict, path: str | Path) -> EmbeddingNet:
+    if not isinstance(config, dict):
+        raise InputError(path, f"a tower's model config in the checkpoint is not a mapping: {config!r:.80}")
     known = {f.name for f in fields(ModelConfig)}
     try:
         cfg = ModelConfig(**{k: v for k, v in config.items() if k in known})
-    except (TypeError, ValueError) as err:
-        raise InputError(path, f"invalid model config in the checkpoint ({err})") from None
-    net = EmbeddingNet(cfg, create_backbone(cfg.backbone, "none"))
+        net = EmbeddingNet(cfg, create_backbone(cfg.backbone, "none"))
+    except (TypeError, ValueError, KeyError, AttributeError, SketchdownError) as err:
+        raise InputError(path, f"invalid model config in the checkpoint ({type(err).__name__}: {err})") from None
     net.backbone.weights = f"checkpoint:{path}"
     return net
 
 
 def _build(ckpt: dict, path: str | Path) -> EmbeddingNet | TwinNet:
-    config = ckpt["model_config"]
-    if not isinstance(config, dict):
+    if not isinstance(ckpt, dict) or not isinstance(ckpt.get("model_config"), dict):
         raise InputError(path, "model_config in the checkpoint is not a mapping")
+    config = ckpt["model_config"]
     if "sketch" in config and "photo" in config:
         model: EmbeddingNet | TwinNet = TwinNet(_tower(config["sketch"], path), _tower(config["photo"], path))
     else:
         model = _tower(config, path)
+    state = ckpt.get("state_dict")
+    if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
+        raise InputError(path, "the checkpoint's state_dict is not a mapping of tensors")
     try:
-        model.load_state_dict(ckpt["state_dict"])
-    except RuntimeError as err:
+        model.load_state_dict(state)
+    except (RuntimeError, TypeError, ValueError) as err:
         raise InputError(path, f"weights do not fit the model config ({str(err).splitlines()[0]})") from None
     return model.eval()
 
@@ -270,7 +275,10 @@ def load_model(path: str | Path) -> Model:
     """Rebuild a model from a checkpoint; backbones start empty, then take the saved weights."""
     ckpt = read_checkpoint(path)
     if "members" in ckpt:
-        return EnsembleNet([_build(m, path) for m in ckpt["members"]]).eval()
+        members = ckpt["members"]
+        if not isinstance(members, list) or len(members) < 2:
+            raise InputError(path, "an ensemble checkpoint's members must be a list of at least two checkpoints")
+        return EnsembleNet([_build(m, path) for m in members]).eval()
     return _build(ckpt, path)
 
 

@@ -20,7 +20,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from .. import pretrained
+from .. import limits, pretrained
 from ..data import io
 from ..data.datasets import PHOTO_SIZE, load_photo
 from ..data.render import DEFAULT_RASTER_METHOD, RASTER_METHODS, REFERENCE_CANVAS, to_canvas, to_tensor
@@ -131,8 +131,8 @@ class Retriever:
                  selector: CanvasSelector | None = None, source: str | None = None,
                  engine: Engine | None = None, precision: str = "auto", memory_format: str = "auto", *,
                  raster_method: str = DEFAULT_RASTER_METHOD, info: dict | None = None) -> None:
-        if canvas < 1 or photo_size < 1:
-            raise SketchdownError(f"canvas and photo size must be positive, got {canvas} and {photo_size}")
+        limits.check_canvas(canvas, source, "canvas")
+        limits.check_canvas(photo_size, source, "photo size")
         if raster_method not in RASTER_METHODS:
             raise SketchdownError(f"unknown raster method {raster_method!r}; choose one of {', '.join(RASTER_METHODS)}")
         self.model = model.eval()
@@ -254,6 +254,24 @@ def load_selector(spec: str | Path) -> CanvasPolicy:
     return selector
 
 
+def _trained_settings(config: object, path: Path) -> dict:
+    """The inference settings a training run's checkpoint records (its config), checked: a damaged one is an
+    InputError naming the checkpoint, never a TypeError at the first search."""
+    if config is None:
+        return {}
+    if not isinstance(config, dict):
+        raise InputError(path, f"the checkpoint's training config is not a mapping: {config!r:.80}")
+    stored = {"canvas": config.get("eval_canvas"), "photo_size": config.get("photo_size"),
+              "raster_method": config.get("raster_method")}
+    for key in ("canvas", "photo_size"):
+        if stored[key] is not None:
+            limits.check_canvas(stored[key], path, f"the recorded {key}")
+    if stored["raster_method"] not in (None, *RASTER_METHODS):
+        raise InputError(path, f"the recorded raster method {stored['raster_method']!r} is not one of "
+                               f"{', '.join(RASTER_METHODS)}")
+    return stored
+
+
 def load(model: str | Path, canvas: int | None = None, photo_size: int | None = None,
          selector: CanvasSelector | str | Path | bool | None = None, engine: str = "torch",
          onnx: str | Path | None = None, precision: str | None = None, memory_format: str | None = None,
@@ -280,10 +298,8 @@ def load(model: str | Path, canvas: int | None = None, photo_size: int | None = 
             own_selector.source = source
     elif folder.exists():
         path = checkpoint_path(folder)
-        trained = read_checkpoint(path).get("config") or {}
         net, source = load_model(path), str(path.resolve())
-        stored = {"canvas": trained.get("eval_canvas"), "photo_size": trained.get("photo_size"),
-                  "raster_method": trained.get("raster_method")}
+        stored = _trained_settings(read_checkpoint(path).get("config"), path)
     elif spec in list_backbones():
         net, source = create_model(spec), spec
     else:

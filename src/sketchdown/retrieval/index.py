@@ -12,6 +12,7 @@ import json
 import os
 import shutil
 import sys
+import threading
 import time
 import zipfile
 from collections.abc import Iterable, Sequence
@@ -22,7 +23,7 @@ import faiss
 import numpy as np
 from tqdm import tqdm
 
-from ..data.io import RASTER_SUFFIXES
+from ..data.io import RASTER_SUFFIXES, read_npz_array
 from ..errors import InputError, SketchdownError
 from ..files import write_atomic
 from ..select.policy import CanvasPolicy
@@ -117,11 +118,20 @@ class Index:
                  origin: str = "<index>") -> None:
         if kind not in ("exact", "hnsw"):
             raise SketchdownError(f"unknown index kind {kind!r}; choose exact or hnsw")
+        vectors, stamps = np.asarray(vectors), np.asarray(stamps)
+        if vectors.dtype.kind != "f" or vectors.ndim != 2 or not len(vectors) or not np.isfinite(vectors).all():
+            raise SketchdownError(f"{origin}: photo vectors must be a non-empty 2-D array of finite floats, got "
+                                  f"{vectors.dtype} {vectors.shape}" + ("" if vectors.dtype.kind != "f" or not
+                                  vectors.size else f" with {int((~np.isfinite(vectors)).sum())} non-finite values"))
+        if stamps.shape != (len(vectors), 2) or len(paths) != len(vectors):
+            raise SketchdownError(f"{origin}: {len(paths)} paths, {len(vectors)} vectors and stamps of shape "
+                                  f"{stamps.shape} do not agree (expected one path and one (size, time) stamp a vector)")
         self.root, self.paths, self.model, self.kind = Path(root), list(paths), model, kind
         self.vectors = np.ascontiguousarray(vectors, dtype=np.float32)
-        self.stamps = np.asarray(stamps, dtype=np.int64).reshape(-1, 2)
+        self.stamps = stamps.astype(np.int64)
         self.skipped, self.origin = list(skipped), origin
         self.encoder: Retriever | None = None
+        self._attaching = threading.Lock()  # concurrent first searches load the recorded model once
         self.reused = 0  # vectors taken over from earlier indexes by `build`
         self._faiss = graph if graph is not None else _faiss_index(self.vectors, kind)
 
@@ -147,7 +157,9 @@ class Index:
             raise SketchdownError(f"unknown index kind {kind!r}; choose one of {', '.join(KINDS)}")
         encoder = model if isinstance(model, Retriever) else load(model)
         if isinstance(photos, (str, Path)):
-            root, files = Path(photos).resolve(), [p.resolve() for p in list_photos(photos)]
+            # Paths stay as found under the folder: a photo that is a link to elsewhere is indexed under its link.
+            root = Path(photos).resolve()
+            files = [root / p.relative_to(photos) for p in list_photos(photos)]
         else:
             files = [Path(p).resolve() for p in photos]
             if not files:
@@ -158,7 +170,7 @@ class Index:
             if not p.is_file():
                 raise InputError(p, "no such photo")
             stamps.append(_stamp(p))
-        known = {str(ix.photo(i).resolve()): (tuple(ix.stamps[i]), ix.vectors[i])
+        known = {str(ix.photo(i)): (tuple(ix.stamps[i]), ix.vectors[i])
                  for ix in reuse if ix.model["identity"] == encoder.identity for i in range(len(ix))}
         vectors: dict[int, np.ndarray] = {}
         for i, (p, st) in enumerate(zip(files, stamps)):
@@ -229,23 +241,36 @@ class Index:
         if not p.is_file():
             raise InputError(p, "no such index file (build one with `sketchdown index PHOTOS_DIR -o FILE`)")
         try:
-            with np.load(p, allow_pickle=False) as z:
-                meta = json.loads(z["meta"].tobytes())
-                vectors, stamps = z["vectors"], z["stamps"]
-                graph = faiss.deserialize_index(z["graph"]) if meta.get("kind") == "hnsw" else None
-        except (OSError, ValueError, KeyError, TypeError, AttributeError, RuntimeError, EOFError,
-                zipfile.BadZipFile) as err:
+            with zipfile.ZipFile(p) as zf:
+                names = set(zf.namelist())
+                missing = {"meta.npy", "vectors.npy", "stamps.npy"} - names
+                if missing:
+                    raise InputError(p, f"not a sketchdown index (no {', '.join(sorted(missing))})")
+                arrays = {n[:-4]: read_npz_array(zf, n, f"{p}[{n[:-4]}]")
+                          for n in ("meta.npy", "vectors.npy", "stamps.npy", "graph.npy") if n in names}
+            meta = json.loads(arrays["meta"].tobytes())
+        except (OSError, ValueError, RecursionError, zipfile.BadZipFile) as err:
             raise InputError(p, f"not a readable sketchdown index ({type(err).__name__}: {err})") from None
         if not isinstance(meta, dict) or meta.get("format") != FORMAT:
             raise InputError(p, "not a sketchdown index")
         if meta.get("version") != VERSION:
             raise InputError(p, f"index format version {meta.get('version')}, this sketchdown reads {VERSION}; "
                                 "build it again")
-        if vectors.ndim != 2 or not len(meta["paths"]) == len(vectors) == len(stamps) or \
-                vectors.shape[1] != meta["model"]["dim"] or (graph is not None and graph.ntotal != len(vectors)):
-            raise InputError(p, "the index is inconsistent (paths, vectors and graph disagree); build it again")
-        index = cls(Path(meta["root"]), meta["paths"], vectors, stamps, meta["model"], meta["kind"],
-                    meta.get("skipped", ()), graph, str(p))
+        problem = _meta_problem(meta)
+        if problem:
+            raise InputError(p, f"the index metadata is damaged ({problem}); build it again")
+        vectors, stamps = arrays["vectors"], arrays["stamps"]
+        if vectors.dtype != np.float32 or stamps.dtype.kind not in "iu" or vectors.ndim != 2 \
+                or vectors.shape[1:] != (meta["model"]["dim"],):
+            raise InputError(p, f"the index holds {vectors.dtype} vectors of shape {vectors.shape} and "
+                                f"{stamps.dtype} stamps, expected float32 vectors of {meta['model']['dim']} "
+                                "dimensions and integer stamps; build it again")
+        graph = _graph(arrays.get("graph"), vectors, p) if meta["kind"] == "hnsw" else None
+        try:
+            index = cls(Path(meta["root"]), meta["paths"], vectors, stamps, meta["model"], meta["kind"],
+                        meta.get("skipped", ()), graph, str(p))
+        except SketchdownError as err:
+            raise InputError(p, f"the index is inconsistent ({err}); build it again") from None
         return index.attach(model) if model is not None else index
 
     # ------------------------------------------------------------------------------------------- search
@@ -289,7 +314,9 @@ class Index:
             if not self.model["source"]:
                 raise SketchdownError(f"{self.origin}: built with a model made in memory; "
                                       "pass it: Index.load(path, model=...)")
-            self.attach(self.model["source"])
+            with self._attaching:
+                if self.encoder is None:
+                    self.attach(self.model["source"])
         vector, canvas = self.encoder.query(sketch)
         scores, ids = self.search_vectors(vector, k)
         hits = [Hit(self.photo(int(i)), float(s)) for s, i in zip(scores[0], ids[0]) if i >= 0]
@@ -307,6 +334,51 @@ class Index:
         if self.kind == "hnsw":
             self._faiss.hnsw.efSearch = max(HNSW_EF_SEARCH, k)
         return self._faiss.search(q, k)
+
+
+_MODEL_KEYS = {"identity": str, "backbone": str, "dim": int, "photo_size": int, "canvas": int}
+
+
+def _meta_problem(meta: dict) -> str | None:
+    """What is wrong with an index's metadata (keys, types, paths that leave the root), or None."""
+    model, paths = meta.get("model"), meta.get("paths")
+    if meta.get("kind") not in ("exact", "hnsw"):
+        return f"kind {meta.get('kind')!r}"
+    if not isinstance(meta.get("root"), str):
+        return "root is not a path"
+    if not isinstance(model, dict):
+        return "no model record"
+    for key, kind in _MODEL_KEYS.items():
+        if not isinstance(model.get(key), kind) or isinstance(model.get(key), bool):
+            return f"model {key} is {model.get(key)!r}"
+    for key in ("source", "selector", "raster_method"):
+        if model.get(key) is not None and not isinstance(model[key], str):
+            return f"model {key} is {model[key]!r}"
+    if not isinstance(paths, list) or not all(isinstance(x, str) for x in paths):
+        return "paths is not a list of file names"
+    for x in paths:
+        parts = Path(x).parts
+        if not x or "\0" in x or Path(x).is_absolute() or ".." in parts:
+            return f"photo path {x!r} leaves the catalogue folder"
+    if not isinstance(meta.get("skipped", []), list):
+        return "skipped is not a list"
+    return None
+
+
+def _graph(data: np.ndarray | None, vectors: np.ndarray, p: Path) -> faiss.Index:
+    """The stored HNSW graph, checked to hold exactly ``vectors`` (an inner-product HNSW of the same rows)."""
+    if data is None or data.dtype != np.uint8 or data.ndim != 1:
+        raise InputError(p, "an hnsw index without its graph; build it again")
+    try:
+        graph = faiss.deserialize_index(data)
+        ok = isinstance(graph, faiss.IndexHNSW) and graph.metric_type == faiss.METRIC_INNER_PRODUCT \
+            and graph.d == vectors.shape[1] and graph.ntotal == len(vectors) \
+            and np.array_equal(faiss.downcast_index(graph.storage).reconstruct_n(0, graph.ntotal), vectors)
+    except Exception as err:  # faiss raises RuntimeError, MemoryError (std::bad_alloc) or AssertionError
+        raise InputError(p, f"the hnsw graph is unreadable ({type(err).__name__}); build it again") from None
+    if not ok:
+        raise InputError(p, "the hnsw graph does not hold the index's vectors; build it again")
+    return graph
 
 
 def _previous(path: Path) -> Index | None:

@@ -6,6 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
+from ..config import validate
 from ..data.render import CANVASES, DEFAULT_RASTER_METHOD, RASTER_METHODS
 
 if TYPE_CHECKING:
@@ -46,6 +47,7 @@ class SelectConfig:
     limit: int | None = field(default=None, metadata={"help": "only the first N sketches of each split (smoke runs)"})
 
     def __post_init__(self) -> None:
+        validate(self)
         if self.baseline not in BASELINES:
             raise ValueError(f"baseline must be one of {BASELINES}")
         if not 0.0 <= self.lambda_flops <= 1.0:

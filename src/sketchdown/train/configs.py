@@ -10,6 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
+from ..config import validate
 from ..data.render import CANVASES, DEFAULT_RASTER_METHOD, RASTER_METHODS
 
 if TYPE_CHECKING:
@@ -69,6 +70,8 @@ class TrainConfig:
         from ..losses import MINING
         from ..models.embed import BRANCHES
         from ..models.precision import resolve
+
+        validate(self)
 
         if self.mining not in MINING:
             raise ValueError(f"mining must be one of {MINING}")

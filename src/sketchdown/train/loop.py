@@ -28,7 +28,7 @@ from ..config import write_yaml
 from ..data.datasets import RetrievalSet, item_seed
 from ..errors import SketchdownError
 from ..eval.evaluate import evaluate_canvases
-from ..files import write_json
+from ..files import make_folder, write_json
 from ..models.embed import Model, read_checkpoint, save_checkpoint
 from ..models.precision import resolve
 
@@ -61,7 +61,7 @@ class Run:
         if (self.path / "last.pt").exists() and not overwrite:
             raise SketchdownError(f"{self.path} already holds a run; pass --resume to continue it or choose "
                                   "another --out")
-        self.path.mkdir(parents=True, exist_ok=True)
+        make_folder(self.path)
         write_yaml(config, self.path / "config.yaml")
         (self.path / "command.txt").write_text(shlex.join([Path(sys.argv[0]).name, *sys.argv[1:]]) + "\n")
         (self.path / "metrics.jsonl").write_text("")
