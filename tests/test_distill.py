@@ -119,3 +119,36 @@ def test_full_fine_tuning_distillation_needs_no_cache(tmp_path, data, monkeypatc
     assert not (tmp_path / "home" / "features").exists()
     with pytest.raises(SketchdownError, match="canvas 64"):  # the teacher must see the sketch at its own canvas
         distill(dataclasses.replace(cfg, canvases=(32,), eval_canvas=32), tmp_path / "other", progress=False)
+
+
+def test_asymmetric_student_learns_the_teachers_photo_space(tmp_path, data, monkeypatch):
+    """Design (b): the teacher's photo tower, frozen, embeds the gallery; the student's own sketch tower (a copy of
+    the teacher's with statistics per canvas) learns to place sketches there. An index of the teacher's photo
+    tower serves the student; one of a student with its own photo tower (design a) is refused."""
+    from sketchdown.models.canvas_norm import CanvasBatchNorm2d
+    from sketchdown.models.embed import TwinNet
+    from sketchdown.retrieval import Index, ModelMismatchError, load
+
+    monkeypatch.setenv("SKETCHDOWN_HOME", str(tmp_path / "home"))
+    tiny = dict(train_sets=("chairs-v1",), limit=16, photo_size=64, batch_size=8, steps_per_epoch=2, lr=1e-3,
+                val_fraction=0.05, data=str(data), augment=False, precision="fp32", memory_format="contiguous")
+    train(TrainConfig(canvases=(64,), eval_canvas=64, epochs=1, **tiny), tmp_path / "teacher", progress=False)
+    cfg = DistillConfig(canvases=(32, 64), eval_canvas=64, epochs=3, warmup_epochs=0.5, relation="batch",
+                        teacher=str(tmp_path / "teacher"), photo_tower="teacher", student_init="teacher", **tiny)
+    distill(cfg, tmp_path / "student", progress=False)
+    history = [json.loads(line) for line in (tmp_path / "student" / "metrics.jsonl").read_text().splitlines()]
+    assert history[-1]["train_direct"] < history[0]["train_direct"]
+    teacher, student = load_model(tmp_path / "teacher" / "best.pt"), load_model(tmp_path / "student" / "best.pt")
+    assert isinstance(student, TwinNet) and student.sketch.config.canvas_stats == (32, 64)
+    assert any(isinstance(m, CanvasBatchNorm2d) for m in student.sketch.modules())
+    t_state, s_state = teacher.photo.state_dict(), student.photo.state_dict()
+    assert all(torch.equal(t_state[k], s_state[k]) for k in t_state)  # frozen: weights and statistics alike
+    photos = sorted((data / "qmul-v1" / "chairs" / "test" / "images").glob("*.jpg"))[:4]
+    gallery = Index.build(load(tmp_path / "teacher", photo_size=64), photos)
+    searched = gallery.attach(load(tmp_path / "student", photo_size=64))
+    assert len(searched.search(data / "qmul-v1" / "chairs" / "test" / "sketches" / f"{photos[0].stem}.png", 2)) == 2
+    own = distill(dataclasses.replace(cfg, photo_tower="own", student_init="weights", epochs=1), tmp_path / "own",
+                  progress=False)
+    assert own["test"]
+    with pytest.raises(ModelMismatchError, match="photo encoder"):
+        gallery.attach(load(tmp_path / "own", photo_size=64))

@@ -76,3 +76,19 @@ def test_two_tower_models_export_both_towers_in_one_file(branches):
     x = np.random.default_rng(1).random((1, 3, 32, 32), dtype=np.float32)
     engine = OnnxEngine(exported)
     assert np.abs(engine(x, "sketch") - engine(x, "photo")).max() > 1e-3  # two towers, not one served twice
+
+
+def test_per_canvas_statistics_follow_the_canvas_in_onnx_too():
+    """The canvas slot is computed from the input's shape inside the graph, not baked in at the export size."""
+    from sketchdown.models.canvas_norm import CanvasBatchNorm2d
+    from sketchdown.models.embed import create_model
+    from sketchdown.retrieval.encoder import Retriever
+
+    torch.manual_seed(0)
+    twin = create_model("mobilenet_v2", weights="none", branches="untied", canvas_stats=(32, 64, 128))
+    for norm in (m for m in twin.sketch.modules() if isinstance(m, CanvasBatchNorm2d)):
+        norm.canvas_mean[0] += 0.5  # make the 32 statistics differ from the 64 ones the export traces
+        norm.canvas_var[2] *= 2.0
+    retriever = Retriever(twin.eval(), 64, 64)
+    rows = verify_onnx(retriever, export_onnx(retriever))  # raises beyond the tolerance
+    assert {r["side"] for r in rows if r["branch"] == "sketch"} >= {32, 64, 128}  # every canvas with statistics

@@ -58,3 +58,12 @@ def add_canvas_stats(module: nn.Module, canvases: tuple[int, ...]) -> list[Canva
 def nearest_slot(canvases: tuple[int, ...], side: int) -> int:
     """Index of the canvas nearest to ``side`` in log scale (ties: the larger canvas)."""
     return min(range(len(canvases)), key=lambda i: (abs(math.log(canvases[i] / side)), -canvases[i]))
+
+
+def traced_slot(canvases: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+    """``nearest_slot`` as tensor operations on ``x``'s shape, for an ONNX export: a Python int would be traced as
+    a constant, and every canvas would be normalised with the statistics of the canvas the model was exported at.
+    """
+    side = torch._shape_as_tensor(x)[-2:].max().float()
+    sizes = canvases.float()
+    return torch.argmin((sizes.log() - side.log()).abs() - sizes * 1e-7)  # the tiny term: ties go to the larger

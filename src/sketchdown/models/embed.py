@@ -19,7 +19,7 @@ from torch import nn
 
 from ..errors import InputError, SketchdownError
 from ..files import write_atomic
-from .canvas_norm import add_canvas_stats, nearest_slot
+from .canvas_norm import add_canvas_stats, nearest_slot, traced_slot
 from .registry import Backbone, create_backbone
 
 
@@ -56,7 +56,8 @@ class EmbeddingNet(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self._canvas_norms:  # normalise with the statistics of the canvas this input was drawn at
-            slot = nearest_slot(self.config.canvas_stats, max(x.shape[-2:]))
+            slot = traced_slot(self._canvas_norms[0].canvases, x) if torch.onnx.is_in_onnx_export() else \
+                nearest_slot(self.config.canvas_stats, max(x.shape[-2:]))
             for norm in self._canvas_norms:
                 norm.slot = slot
         # normalised in fp32: under bf16 autocast a bf16 norm leaves vectors up to 0.3% off unit length

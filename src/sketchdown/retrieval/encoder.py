@@ -116,6 +116,16 @@ def model_identity(model: Model, photo_size: int) -> str:
     return digest([config, *state_parts(model.state_dict())])
 
 
+def photo_identity(model: Model, photo_size: int) -> str:
+    """sha256 of what fixes the photo vectors alone: the photo towers' configs and weights and the photo size. An
+    index serves every retriever with this photo side: a SketchyNetV1 student that embeds sketches into its
+    teacher's frozen photo space searches the teacher's index."""
+    towers = {k: t for k, t in model.towers.items() if not k.endswith("sketch")}
+    config = json.dumps({"towers": {k: asdict(t.config) for k, t in towers.items()}, "photo_size": photo_size},
+                        sort_keys=True)
+    return digest([config, *(b for k, t in sorted(towers.items()) for b in state_parts(t.state_dict()))])
+
+
 def selector_source(selector: CanvasSelector | None) -> str | None:
     """How an index names a selector: its ``source`` (a file, folder or shipped name) if it has one, else its
     type."""
@@ -143,12 +153,19 @@ class Retriever:
         self.precision, self.memory_format = precision, memory_format  # for the torch engine (auto: measured)
         self.engine: Engine = engine or TorchEngine(self.model, precision, memory_format)
         self._identity: str | None = None
+        self._photo_identity: str | None = None
 
     @property
     def identity(self) -> str:
         if self._identity is None:
             self._identity = model_identity(self.model, self.photo_size)
         return self._identity
+
+    @property
+    def photo_identity(self) -> str:
+        if self._photo_identity is None:
+            self._photo_identity = photo_identity(self.model, self.photo_size)
+        return self._photo_identity
 
     @property
     def dim(self) -> int:
@@ -167,7 +184,8 @@ class Retriever:
 
     def describe(self) -> dict:
         """What an index records about the retriever that filled it."""
-        return {"identity": self.identity, "source": self.source, "backbone": self.model.config.backbone,
+        return {"identity": self.identity, "photo_identity": self.photo_identity, "source": self.source,
+                "backbone": self.model.config.backbone,
                 "dim": self.dim, "photo_size": self.photo_size, "canvas": self.canvas,
                 "raster_method": self.raster_method, "selector": selector_source(self.selector)}
 
@@ -180,7 +198,7 @@ class Retriever:
         args.update(changes)
         out = Retriever(**args)
         if out.model is self.model and out.photo_size == self.photo_size:
-            out._identity = self._identity
+            out._identity, out._photo_identity = self._identity, self._photo_identity
         return out
 
     def save(self, folder: str | Path, half: bool = False, info: dict | None = None) -> Path:

@@ -171,7 +171,7 @@ class Index:
                 raise InputError(p, "no such photo")
             stamps.append(_stamp(p))
         known = {str(ix.photo(i)): (tuple(ix.stamps[i]), ix.vectors[i])
-                 for ix in reuse if ix.model["identity"] == encoder.identity for i in range(len(ix))}
+                 for ix in reuse if ix.serves(encoder) for i in range(len(ix))}
         vectors: dict[int, np.ndarray] = {}
         for i, (p, st) in enumerate(zip(files, stamps)):
             if str(p) in known and known[str(p)][0] == st:
@@ -284,15 +284,22 @@ class Index:
         if not isinstance(model, Retriever):
             model = load(model, canvas=self.model["canvas"], photo_size=self.model["photo_size"],
                          raster_method=self.model.get("raster_method"), selector=self.recorded_selector())
-        if model.identity != self.model["identity"]:
+        if not self.serves(model):
             m = self.model
             raise ModelMismatchError(
                 f"{self.origin}: built with model {m['identity'][:12]} ({m['source'] or 'made in memory'}, "
                 f"photo size {m['photo_size']}), but asked to search with model {model.identity[:12]} "
-                f"({model.source or 'made in memory'}, photo size {model.photo_size}); search with the model it "
-                "was built with, or index the photos again with this one")
+                f"({model.source or 'made in memory'}, photo size {model.photo_size}), whose photo encoder is "
+                "another; search with a model of the photo encoder it was built with, or index the photos again "
+                "with this one")
         self.encoder = model
         return self
+
+    def serves(self, model: Retriever) -> bool:
+        """Whether ``model``'s photo side made these vectors (its sketch encoder then belongs to them); indexes
+        without a photo identity (older files) need the very model."""
+        recorded = self.model.get("photo_identity")
+        return model.photo_identity == recorded if recorded else model.identity == self.model["identity"]
 
     def recorded_selector(self) -> CanvasPolicy | bool:
         """The canvas selector the index was built with, loaded again (False: it had none). One that cannot be
@@ -351,7 +358,7 @@ def _meta_problem(meta: dict) -> str | None:
     for key, kind in _MODEL_KEYS.items():
         if not isinstance(model.get(key), kind) or isinstance(model.get(key), bool):
             return f"model {key} is {model.get(key)!r}"
-    for key in ("source", "selector", "raster_method"):
+    for key in ("source", "selector", "raster_method", "photo_identity"):
         if model.get(key) is not None and not isinstance(model[key], str):
             return f"model {key} is {model[key]!r}"
     if not isinstance(paths, list) or not all(isinstance(x, str) for x in paths):

@@ -124,8 +124,11 @@ class OnnxEngine:
 def verify_onnx(encoder: Retriever, model: str | Path | bytes,
                 shapes: tuple[tuple[int, int], ...] = CHECK_SHAPES, tolerance: float = TOLERANCE) -> list[dict]:
     """Run torch and onnxruntime on the same random inputs; raises if any embedding differs by more than
-    ``tolerance``. Returns the max absolute difference per (batch, side)."""
+    ``tolerance``. Each canvas the sketch tower keeps batch-norm statistics for is checked too. Returns the max
+    absolute difference per (batch, side)."""
     engine, rng = OnnxEngine(model), np.random.default_rng(0)
+    own = encoder.model.sketch_tower.config.canvas_stats if hasattr(encoder.model, "sketch_tower") else ()
+    shapes = tuple(shapes) + tuple((1, c) for c in own if c not in {side for _, side in shapes})
     rows = []
     for batch, side in shapes:
         x = rng.random((batch, 3, side, side), dtype=np.float32)

@@ -98,6 +98,7 @@ class TrainConfig:
 
 
 RELATIONS = ("triplet", "batch")
+PHOTO_TOWERS = ("own", "teacher")
 
 
 @dataclass(frozen=True)
@@ -113,6 +114,15 @@ class DistillConfig(TrainConfig):
     unlabelled: str | None = field(default=None, metadata={"help": "folder of unpaired photos for photo-photo "
                                                                    "distillation (e.g. shoe-v2-photos/photos)"})
     unlabelled_weight: float = field(default=1.0, metadata={"help": "weight of the unpaired-photo L_RKD"})
+    photo_tower: str = field(default="own", metadata={"help": "own (the student's photo tower, trained jointly) or "
+                                                              "teacher (the frozen teacher's photo tower embeds the "
+                                                              "gallery; the student learns its space)"})
+    student_init: str = field(default="weights", metadata={"help": "student sketch tower starts from --weights, or "
+                                                                   "from a copy of the teacher's sketch tower "
+                                                                   "(teacher)"})
+    direct: float = field(default=1.0, metadata={"help": "with --photo-tower teacher: weight of the squared "
+                                                         "distance between the student's sketch embedding and the "
+                                                         "teacher's, inside L_RKD's share"})
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -124,6 +134,11 @@ class DistillConfig(TrainConfig):
             raise ValueError("lam must be in [0, 1]")
         if self.unlabelled and not self.cache_views:
             raise ValueError("unlabelled photos need cache_views > 0")
+        if self.photo_tower not in PHOTO_TOWERS or self.student_init not in ("weights", "teacher"):
+            raise ValueError(f"photo_tower must be one of {PHOTO_TOWERS} and student_init weights or teacher")
+        if self.photo_tower == "teacher" and (self.branches != "untied" or self.cache_views):
+            raise ValueError("photo_tower=teacher needs branches=untied (a sketch tower of the student's own) and no "
+                             "cached views")
 
 
 @dataclass(frozen=True)

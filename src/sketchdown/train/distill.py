@@ -6,7 +6,10 @@ canvas (photos stay full size), so one student serves every canvas. L_RKD compar
 teacher's and the student's spaces with a Huber loss. Optionally, unpaired photos add photo-photo relations.
 
 By default every student layer trains on fresh augmentations and the frozen teacher embeds the same batch under
-no_grad. With ``cache_views`` (shared-tower students only) the teacher's embeddings of every cached view are
+no_grad. With ``photo_tower="teacher"`` (the asymmetric design) the student is the teacher's frozen photo tower
+plus a sketch tower of its own (optionally starting as a copy of the teacher's, with batch-norm statistics per
+canvas): the gallery is the teacher's, so student and teacher share one space, and besides the relations the
+student's sketch embedding is pulled onto the teacher's (``direct``) inside L_RKD's share. With ``cache_views`` (shared-tower students only) the teacher's embeddings of every cached view are
 computed once (the teacher is frozen, and the student's views are the same images: same view seed), so a step
 costs only the student's unfrozen blocks.
 """
@@ -14,6 +17,9 @@ costs only the student's unfrozen blocks.
 from __future__ import annotations
 
 from pathlib import Path
+
+import copy
+import dataclasses
 
 import torch
 import torch.nn.functional as F
@@ -25,7 +31,7 @@ from ..errors import InputError, SketchdownError
 from ..losses import rkd_batch_loss, rkd_photo_loss, rkd_triplet_loss, triplet_loss
 from ..eval.evaluate import evaluate_canvases
 from ..files import checkpoint_path
-from ..models.embed import EmbeddingNet, EnsembleNet, Model, load_model, read_checkpoint
+from ..models.embed import EmbeddingNet, EnsembleNet, Model, ModelConfig, TwinNet, load_model, read_checkpoint
 from ..models.precision import Precision, resolve
 from .cache import CachedTriplets, TrunkViews, trunk_views, validate_cached
 from .configs import DistillConfig
@@ -107,25 +113,56 @@ class DistillTriplets(Dataset):
         return item
 
 
+def asymmetric_student(cfg: DistillConfig, teacher: Model) -> TwinNet:
+    """The teacher's photo tower, frozen, and a sketch tower of the student's own: a fresh ``cfg.backbone``, or
+    (``student_init="teacher"``) a copy of the teacher's sketch tower given batch-norm statistics per canvas."""
+    if isinstance(teacher, EnsembleNet):
+        raise SketchdownError("photo_tower=teacher needs a teacher with one photo tower, not an ensemble: pick one "
+                              "of its members (on validation)")
+    photo = copy.deepcopy(teacher.photo if isinstance(teacher, TwinNet) else teacher).requires_grad_(False)
+    stats = tuple(cfg.canvases) if cfg.canvas_stats and len(cfg.canvases) > 1 else ()
+    if cfg.student_init == "teacher":
+        own = teacher.sketch_tower
+        if own.config.canvas_stats:
+            if tuple(own.config.canvas_stats) != tuple(sorted(stats)):
+                raise SketchdownError(f"the teacher's sketch tower keeps statistics for canvases "
+                                      f"{list(own.config.canvas_stats)}, the student trains at {list(cfg.canvases)}")
+            sketch = copy.deepcopy(own)
+        else:  # plain batch norms: every canvas starts from the teacher's statistics
+            sketch = EmbeddingNet(dataclasses.replace(own.config, canvas_stats=stats), copy.deepcopy(own.backbone))
+            sketch.load_state_dict({k: v for k, v in own.state_dict().items() if not k.startswith("backbone.")},
+                                   strict=False)
+    else:
+        sketch = EmbeddingNet(ModelConfig(backbone=cfg.backbone, embed_dim=cfg.embed_dim, pool=cfg.pool,
+                                          weights=cfg.weights, canvas_stats=stats))
+    return TwinNet(sketch.requires_grad_(True), photo)
+
+
 def distill_step(cfg: DistillConfig, from_block: int, teacher: Model, teacher_canvas: int):
     """Per-batch student loss; teacher embeddings come from the batch (cached) or the frozen teacher, which sees
-    the sketch at ``teacher_canvas`` (one of the batch's canvases)."""
+    the sketch at ``teacher_canvas`` (one of the batch's canvases). With the teacher's own photo tower in the
+    student, its photo embeddings are the teacher's and are computed once."""
+    shared_space = cfg.photo_tower == "teacher"
 
-    def teacher_of(batch: dict) -> dict:
+    def teacher_of(batch: dict, pos: torch.Tensor, neg: torch.Tensor) -> dict:
         if "teacher" in batch:
             return batch["teacher"]
         with torch.no_grad():
-            return {"sketch": teacher.encode_sketch(batch["sketch"][teacher_canvas]).float(),
-                    "positive": teacher.encode_photo(batch["positive"]).float(),
+            sketch = teacher.encode_sketch(batch["sketch"][teacher_canvas]).float()
+            if shared_space:
+                return {"sketch": sketch, "positive": pos, "negative": neg}
+            return {"sketch": sketch, "positive": teacher.encode_photo(batch["positive"]).float(),
                     "negative": teacher.encode_photo(batch["negative"]).float()}
 
     def step(model: Model, batch: dict) -> tuple[torch.Tensor, dict[str, float]]:
         embed_sketch, embed = embedders(model, from_block)
-        t = teacher_of(batch)
         pos, neg = embed(batch["positive"]), embed(batch["negative"])
-        tri_terms, rkd_terms = [], []
+        t = teacher_of(batch, pos, neg)
+        tri_terms, rkd_terms, direct_terms = [], [], []
         for c in cfg.canvases:
             sk = embed_sketch(batch["sketch"][c])
+            if shared_space:
+                direct_terms.append((sk - t["sketch"]).pow(2).sum(1).mean())
             tri_terms.append(triplet_loss(sk, pos, neg, batch["target"], batch["negative_index"], cfg.margin,
                                           cfg.mining))
             if cfg.relation == "triplet":
@@ -134,8 +171,12 @@ def distill_step(cfg: DistillConfig, from_block: int, teacher: Model, teacher_ca
                 rkd_terms.append(rkd_batch_loss(sk, torch.cat([pos, neg]), t["sketch"],
                                                 torch.cat([t["positive"], t["negative"]]), cfg.beta))
         tri, rkd = torch.stack(tri_terms).mean(), torch.stack(rkd_terms).mean()
-        loss = cfg.lam * tri + (1 - cfg.lam) * rkd
         logs = {"triplet": tri.item(), "rkd": rkd.item()}
+        if direct_terms:
+            direct = torch.stack(direct_terms).mean()
+            rkd = rkd + cfg.direct * direct
+            logs["direct"] = direct.item()
+        loss = cfg.lam * tri + (1 - cfg.lam) * rkd
         if "unlabelled" in batch:
             unl = cfg.unlabelled_weight * rkd_photo_loss(embed(batch["unlabelled"]), t["unlabelled"], cfg.beta)
             loss = loss + unl
@@ -173,7 +214,7 @@ def distill(cfg: DistillConfig, out: str | Path, resume: bool = False, progress:
     if not resume:
         run.start(cfg)
     torch.manual_seed(cfg.seed)
-    student = cfg.build_model()
+    student = asymmetric_student(cfg, teacher) if cfg.photo_tower == "teacher" else cfg.build_model()
     train_set, val_set, test_set = build_sets(cfg)
     if not cfg.cache_views:
         precision = resolve(cfg.precision, cfg.memory_format, cfg.backbone, "batch")

@@ -90,6 +90,7 @@ def fit(model: Model, step_fn: StepFn, train_ds: Dataset, validate: ValidateFn, 
     """
     precision = resolve(config.precision, config.memory_format, config.backbone, "train")
     frozen = freeze_leading(model, config.freeze_blocks)
+    frozen += [t for t in model.towers.values() if not any(p.requires_grad for p in t.parameters())]
     params = [p for p in model.parameters() if p.requires_grad]
     opt = torch.optim.AdamW(params, lr=config.lr, weight_decay=config.weight_decay)
     steps = len(train_ds) // config.batch_size
