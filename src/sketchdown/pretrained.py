@@ -17,7 +17,8 @@ from .errors import InputError
 MODELS: dict[str, str] = {  # name -> folder under the weights root
     "teacher-chairs": "chairs-v1/teacher",
     "direct-chairs": "chairs-v1/direct",
-    "direct-shoes": "shoes-v1/direct",
+    "sketchynet-v1-chairs": "chairs-v1/sketchynet-v1",
+    "sketchynet-v1-shoes": "shoes-v1/sketchynet-v1",
 }
 
 
