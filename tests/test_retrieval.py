@@ -89,7 +89,7 @@ def test_another_model_is_refused(tmp_path, model, index):
     nudged = copy.deepcopy(model.model)
     next(nudged.parameters()).data.add_(1e-3)
     for other in (other_size, Retriever(nudged, SIDE, SIDE)):
-        with pytest.raises(ModelMismatchError, match="search with the model it was built with"):
+        with pytest.raises(ModelMismatchError, match="search with a model of the photo encoder it was built with"):
             Index.load(tmp_path / "cat.idx", model=other)
     with pytest.raises(ModelMismatchError):
         Index.load(tmp_path / "cat.idx").attach("mobilenet_v2").attach(Retriever(nudged, SIDE, SIDE))

@@ -71,7 +71,7 @@ def test_rerun_reuses_and_mismatch_is_refused(catalogue, capsys):
     code, out, _ = in_process(capsys, "index", str(photos), "-o", str(idx), "--model", "mobilenet_v2", "--canvas", SIDE, "--photo-size", SIDE)
     assert code == 0 and "(5 reused, 0 encoded)" in out
     code, _, err = in_process(capsys, "search", str(idx), str(sketches / "305.png"), "--model", "efficientnet_lite0")
-    assert code == 2 and err.count("\n") == 1 and "search with the model it was built with" in err
+    assert code == 2 and err.count("\n") == 1 and "search with a model of the photo encoder it was built with" in err
 
 
 def test_bad_input_is_one_line_exit_2_and_writes_nothing(catalogue, tmp_path, capsys):
