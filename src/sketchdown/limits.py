@@ -111,13 +111,13 @@ def check(name: str, value: float, source: str | Path | None, what: str) -> None
                                  f"{ENV_PREFIX}{name.upper()}=N if you mean it)")
 
 
-def check_file(path: Path) -> int:
-    """The size of a file about to be read whole, checked against ``file_bytes``."""
+def check_file(path: Path, limit: str = "file_bytes") -> int:
+    """The size of a file about to be read whole, checked against ``limit``."""
     try:
         size = path.stat().st_size
     except OSError as err:
         raise InputError(path, f"cannot read it: {err.strerror or err}") from err
-    check("file_bytes", size, path, "file size in bytes")
+    check(limit, size, path, "file size in bytes")
     return size
 
 

@@ -74,8 +74,8 @@ def _unreadable(p: Path, err: OSError) -> InputError:
 def _read_bytes(path: str | Path, limit: str = "file_bytes") -> tuple[bytes, Path]:
     """A file's bytes and its Path, its size checked against ``limit`` before it is read."""
     p = _existing(path)
+    limits.check_file(p, limit)
     try:
-        limits.check(limit, p.stat().st_size, p, "file size in bytes")
         return p.read_bytes(), p
     except OSError as err:
         raise _unreadable(p, err) from err
@@ -770,7 +770,6 @@ def _pair(sketch: Path, photo: Path, split: str, category: str) -> Pair:
         sketch, photo = sketch.resolve(), photo.resolve()
     except (OSError, ValueError) as err:
         raise InputError(repr(f"{sketch}, {photo}"), f"not a usable path ({err})") from None
-    _kind(sketch), _kind(photo)
     return Pair(sketch=sketch, photo=photo, split=split, key=str(photo), category=category)
 
 
