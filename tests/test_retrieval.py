@@ -185,11 +185,12 @@ def test_large_catalogues_get_hnsw_automatically(model, shoes, monkeypatch):
 
 def test_a_canvas_selector_picks_each_sketch_canvas(model, shoes):
     class BySize:
-        def choose(self, sketch: Sketch) -> int:
-            return 32 if sketch.is_vector else 96
+        def select(self, sketch: Sketch, probe):
+            canvas = 32 if sketch.is_vector else 96
+            return probe(canvas), (canvas,), 0
 
     chosen = Retriever(model.model, SIDE, SIDE, BySize())
-    assert chosen.canvas_for(as_sketch(shoes[1][0])) == 96 and chosen.describe()["selector"] == "BySize"
+    assert chosen.query(as_sketch(shoes[1][0])).canvas == 96 and chosen.describe()["selector"] == "BySize"
     assert chosen.identity == model.identity  # the photo vectors do not depend on the sketch canvas
     assert chosen.encode_sketch([[[10, 10], [200, 200]]]).shape == (model.dim,)
 
@@ -215,8 +216,14 @@ def test_an_index_searches_with_its_selector_and_never_drops_it_silently(tmp_pat
     v2 = sketchdown.load(tmp_path / "v2")
     build_file(v2, shoes[0][:3], tmp_path / "cat.idx")
     seen = []
-    real = Retriever.canvas_for
-    monkeypatch.setattr(Retriever, "canvas_for", lambda self, s: seen.append(real(self, s)) or seen[-1])
+    real = Retriever.query
+
+    def spy(self, sketch, search=None):
+        query = real(self, sketch, search)
+        seen.append(query.canvas)
+        return query
+
+    monkeypatch.setattr(Retriever, "query", spy)
     again = Index.load(tmp_path / "cat.idx")
     again.search(shoes[1][0])
     assert again.encoder.selector is not None and seen == [32]

@@ -18,12 +18,13 @@ from sketchdown.data.datasets import RetrievalSet, load_set
 from sketchdown.data.render import render_strokes
 from sketchdown.data.sketch import Sketch
 from sketchdown.eval.flops import count_flops
-from sketchdown.eval.metrics import true_ranks
 from sketchdown.models.embed import create_model
 from sketchdown.select.bank import Bank, build_bank, cached_bank
+from sketchdown.select.cascade import CascadeConfig, CascadePolicy, fit_cascade
+from sketchdown.select.probe import Probe
 from sketchdown.select.policy import PolicyConfig, RasterPolicy, VectorPolicy, load_policy, save_policy, stroke_sequence
-from sketchdown.select.reinforce import (SelectConfig, fixed, mixture, oracle_acc1_at, oracle_actions, outcome,
-                                         policy_inputs, rewards, train_policy)
+from sketchdown.select.reinforce import (SelectConfig, at_canvas, decide, fixed, mixture, oracle_acc1_at,
+                                         oracle_actions, outcome, policy_inputs, random_at, rewards, train_policy)
 
 CANVASES = (32, 64, 128, 256)
 GFLOPS = torch.tensor([0.012, 0.049, 0.196, 0.782])
@@ -44,9 +45,9 @@ def toy_bank(ranks: torch.Tensor, seed: int = 0) -> Bank:
     g = torch.Generator().manual_seed(seed)
     rasters = torch.randint(0, 256, (n, 32, 32), generator=g, dtype=torch.uint8)
     rasters[:, 0, 0] = 0  # never blank
-    return Bank(name="toy", key="toy", canvases=CANVASES[:k], sketch_emb=torch.zeros(n, k, 4),
-                photo_emb=torch.zeros(3, 4), targets=torch.zeros(n, dtype=torch.long), ranks=ranks.long(),
-                triplet=torch.zeros(n, k), student_gflops=GFLOPS[:k], student_params_m=2.22, rasters=rasters)
+    return Bank(name="toy", key="toy", canvases=CANVASES[:k], targets=torch.zeros(n, dtype=torch.long),
+                ranks=ranks.long(), triplet=torch.zeros(n, k), top_scores=torch.zeros(n, k, 10), gallery=20,
+                student_gflops=GFLOPS[:k], student_params_m=2.22, rasters=rasters)
 
 
 def test_policies_give_one_logit_per_canvas_and_count_their_cost(chair):
@@ -92,8 +93,8 @@ def test_rdp_simplifies_a_real_chairv2_sketch_that_still_draws_the_same(chair):
     assert len(capped) <= 40 and capped[-1, 2] == 1  # the cap keeps the final pen lift
     policy = VectorPolicy(PolicyConfig(kind="vector"))
     assert policy.features(chair).shape[1] == 3 and policy.choose(chair) in CANVASES
-    with pytest.raises(io.InputError, match="raster policy"):
-        policy.choose(Sketch(raster=render_strokes(chair, 64)))
+    image = Sketch(raster=render_strokes(chair, 256))  # an image is traced into strokes for the GRU
+    assert policy.features(image).shape[1] == 3 and policy.choose(image) in CANVASES
 
 
 @pytest.mark.parametrize("lambda_flops, best, baseline", [(0.0, 1, "batch"), (1.0, 0, "batch"), (0.0, 1, "ema")])
@@ -109,7 +110,7 @@ def test_reinforce_moves_probability_to_the_rewarded_canvas(lambda_flops, best, 
     train_policy(policy, bank, toy_bank(ranks, seed=1), cfg)
     after = torch.softmax(policy(*x.batch), 1)[:, best].mean().item()
     assert after > before + 0.2
-    assert outcome(bank, policy(*x.batch).argmax(1))["canvas_share"][CANVASES[best]] > 0.9
+    assert outcome(bank, at_canvas(bank, policy(*x.batch).argmax(1)))["canvas_share"][CANVASES[best]] > 0.9
 
 
 def test_reinforce_learns_a_choice_that_depends_on_the_sketch():
@@ -143,7 +144,7 @@ def test_oracle_takes_the_cheapest_canvas_as_good_as_the_largest():
     ranks = torch.tensor([[1, 1, 1, 1], [3, 2, 1, 1], [5, 5, 5, 5], [2, 9, 2, 3], [4, 4, 4, 2]])
     bank = toy_bank(ranks)
     assert oracle_actions(bank).tolist() == [0, 2, 0, 0, 3]
-    oracle = outcome(bank, oracle_actions(bank))
+    oracle = outcome(bank, at_canvas(bank, oracle_actions(bank)))
     assert oracle["acc1"] == pytest.approx(40.0) and fixed(bank, 256)["acc1"] == pytest.approx(40.0)
     assert oracle["gflops"] == pytest.approx(float((3 * GFLOPS[0] + GFLOPS[2] + GFLOPS[3]) / 5))
     assert oracle_acc1_at(bank, float(GFLOPS[0])) == pytest.approx(20.0)  # sketch 0 is right at 32 already
@@ -152,6 +153,11 @@ def test_oracle_takes_the_cheapest_canvas_as_good_as_the_largest():
     half = mixture(bank, {32: 0.5, 256: 0.5})
     assert half["acc1"] == pytest.approx((fixed(bank, 32)["acc1"] + fixed(bank, 256)["acc1"]) / 2)
     assert half["gflops"] == pytest.approx(float(GFLOPS[0] + GFLOPS[3]) / 2)
+    # the best blind policy at a cost between 64 and 128 mixes 32 (acc@1 20) and 128 (40), the upper hull
+    cost = float(GFLOPS[1] + GFLOPS[2]) / 2
+    w = (cost - float(GFLOPS[0])) / float(GFLOPS[2] - GFLOPS[0])
+    assert random_at(bank, cost)["acc1"] == pytest.approx(20 + 20 * w) and random_at(bank, cost)["gflops"] == pytest.approx(cost)
+    assert random_at(bank, 0.001)["canvas_share"] == {32: 1.0, 64: 0.0, 128: 0.0, 256: 0.0}
 
 
 def test_banks_round_trip_and_are_rebuilt_for_another_student(tmp_path, data, chair_pickle):
@@ -159,14 +165,20 @@ def test_banks_round_trip_and_are_rebuilt_for_another_student(tmp_path, data, ch
     rset = load_set("chairs-v1", "test", data)
     rset = RetrievalSet(rset.name, rset.sketches[:4], rset.targets[:4], rset.photos[:4])
     bank = cached_bank(tmp_path / "b.pt", student, rset, (32, 64), photo_size=64, progress=False)
-    assert bank.sketch_emb.shape == (4, 2, 1280) and bank.rasters.shape == (4, 32, 32) and bank.points is None
-    for k in range(2):
-        ranks = true_ranks(bank.sketch_emb[:, k] @ bank.photo_emb.T, bank.targets)
-        assert bank.ranks[:, k].tolist() == ranks.tolist()
+    assert bank.top_scores.shape == (4, 2, 10) and bank.rasters.shape == (4, 32, 32) and bank.gallery == 4
+    assert (bank.top_scores.diff(dim=2) <= 0).all()  # best first (a 4-photo gallery repeats its last score)
+    assert len(bank.points) == 4 and bank.frames.tolist() == [[256.0, 256.0]] * 4  # the images, traced
+    assert ((bank.ranks >= 1) & (bank.ranks <= 4)).all()
+    for k in range(2):  # the true photo's rank agrees with where its score falls among the top similarities
+        first = bank.ranks[:, k] == 1
+        assert torch.equal(first, first & (bank.top_scores[:, k, 0] > bank.top_scores[:, k, 1] - 1e-6))
     again = Bank.load(tmp_path / "b.pt")
     for f in dataclasses.fields(Bank):
         a, b = getattr(bank, f.name), getattr(again, f.name)
-        assert torch.equal(a, b) if isinstance(a, torch.Tensor) else a == b, f.name
+        if f.name == "points":
+            assert all(np.array_equal(x, y) for x, y in zip(a, b)) and len(a) == len(b)
+        else:
+            assert torch.equal(a, b) if isinstance(a, torch.Tensor) else a == b, f.name
     assert cached_bank(tmp_path / "b.pt", student, rset, (32, 64), 64, progress=False).key == bank.key
     other = create_model("mobilenet_v2", weights="none").eval()
     assert cached_bank(tmp_path / "b.pt", other, rset, (32, 64), 64, progress=False).key != bank.key
@@ -178,8 +190,7 @@ def test_banks_round_trip_and_are_rebuilt_for_another_student(tmp_path, data, ch
     vback = Bank.load(tmp_path / "v.pt")
     for s, orig in zip(vback.policy_sketches("vector"), vset.sketches):
         assert np.array_equal(s.to_points(), orig.to_points()) and (s.width, s.height) == (orig.width, orig.height)
-    with pytest.raises(io.InputError, match="stroke sketches"):
-        bank.policy_sketches("vector")
+    assert len(bank.policy_sketches("vector")) == 4
 
 
 def test_select_command_trains_saves_and_serves_a_policy(tmp_path, data, capsys):
@@ -199,6 +210,99 @@ def test_select_command_trains_saves_and_serves_a_policy(tmp_path, data, capsys)
     encoder = sketchdown.load("mobilenet_v2", selector=out)  # SketchyNetV2: the student + the run folder's policy
     for sketch in (io.read_sketch(load_set("chairs-v1", "test", data).sketches[0]),
                    io.read_sketchx_pickle(data / "chair-v2-strokes" / "ChairV2_Coordinate")[KEY]):
-        canvas = encoder.canvas_for(sketch)
-        assert canvas in CANVASES and encoder.encode_sketch(sketch).shape == (1280,)
+        query = encoder.query(sketch)
+        assert query.canvas in CANVASES and query.canvases == (query.canvas,) and query.vector.shape == (1280,)
+        assert query.gflops > encoder.gflops(query.canvas)  # the student at the canvas plus the policy
     assert cli.main(["select", "--student", "mobilenet_v2", "--set", "chairs-v1", "--out", str(out)]) == 2
+
+
+def hand_cascade(threshold: float = 0.5) -> CascadePolicy:
+    """Stops where the top-1 margin over the 2nd photo is at least 0.1: its heads read only that feature."""
+    cascade = CascadePolicy(CascadeConfig(threshold=threshold))
+    with torch.no_grad():
+        cascade.weight.zero_()
+        cascade.weight[:, 1] = 100.0  # feature 1 = s1 - s2, unstandardised (mean 0, std 1)
+        cascade.bias.fill_(-10.0)  # sigmoid(100 * margin - 10) >= 0.5  <=>  margin >= 0.1
+    return cascade
+
+
+def test_the_cascade_pays_for_every_canvas_it_looked_at():
+    top = torch.zeros(3, 4, 10)
+    top[0, 0, 0] = 0.5  # sketch 0: a clear winner at 32
+    top[1, 2, 0] = 0.5  # sketch 1: unsure at 32 and 64, sure at 128
+    ranks = torch.tensor([[1, 1, 1, 1], [7, 3, 1, 1], [9, 5, 4, 2]])  # sketch 2: never sure, goes to 256
+    bank = toy_bank(ranks)
+    bank.top_scores = top
+    cascade = hand_cascade()
+    assert cascade.stops(top).tolist() == [0, 2, 3]
+    d = decide(cascade, bank)
+    g = GFLOPS.double().tolist()
+    assert d.student_gflops.tolist() == pytest.approx([g[0], g[0] + g[1] + g[2], sum(g)])  # cumulative
+    assert d.selector_gflops.tolist() == pytest.approx([n * cascade.stage_flops() / 1e9 for n in (1, 3, 3)])
+    out = outcome(bank, d)
+    assert out["acc1"] == pytest.approx(200 / 3) and out["canvas_share"] == {32: 1 / 3, 64: 0.0, 128: 1 / 3, 256: 1 / 3}
+    assert out["gflops"] == pytest.approx(float(d.student_gflops.mean() + d.selector_gflops.mean()))
+
+    looked = []
+
+    def probe(canvas: int) -> Probe:  # the same scores as sketch 1 of the bank, one canvas at a time
+        looked.append(canvas)
+        k = CANVASES.index(canvas)
+        return Probe(canvas, np.zeros(4, np.float32), top[1, k].numpy(), np.arange(10))
+
+    chosen, canvases, flops = cascade.select(Sketch(raster=np.eye(8, dtype=np.uint8) * 255), probe)
+    assert looked == [32, 64, 128] and canvases == (32, 64, 128) and chosen.canvas == 128
+    assert flops == 3 * cascade.stage_flops()
+
+
+def test_a_fitted_cascade_stops_early_only_where_the_margin_says_the_answer_is_in():
+    gen = torch.Generator().manual_seed(0)
+    n = 400
+    margin = torch.rand(n, 4, generator=gen) * 0.2
+    top = torch.stack([0.6 + margin, torch.full((n, 4), 0.6)] + [torch.full((n, 4), 0.5)] * 8, dim=2)
+    ranks = torch.where(margin > 0.1, 1, 5)
+    ranks[:, -1] = 1  # the largest canvas always retrieves
+    cheap = fit_cascade(CascadeConfig(), top, ranks, GFLOPS, lambda_flops=0.3)
+    stops = cheap.stops(top)
+    assert (stops[margin[:, 0] > 0.12] == 0).float().mean() > 0.95  # confident at 32: stop there
+    assert (stops[margin.max(1).values < 0.08] == 3).all()  # never confident: pay for all and take 256
+    accurate = fit_cascade(CascadeConfig(), top, ranks, GFLOPS, lambda_flops=0.0)  # cost is free
+    assert (accurate.stops(top) == 3).float().mean() >= (stops == 3).float().mean()
+
+
+def test_cross_fitting_folds_leave_out_each_training_sketch_exactly_once(data):
+    from sketchdown.train.configs import TrainConfig
+    from sketchdown.train.triplet import build_sets, held_out_fold
+
+    cfgs = [TrainConfig(train_sets=("chairs-v1",), data=str(data), folds=3, fold=i) for i in range(3)]
+    trained = [{str(s) for s in build_sets(c)[0].sketches} for c in cfgs]
+    held = [held_out_fold(c) for c in cfgs]
+    everything = {str(s) for s in build_sets(TrainConfig(train_sets=("chairs-v1",), data=str(data)))[0].sketches}
+    for t, h in zip(trained, held):
+        scored = {str(s) for s in h.sketches}
+        assert not scored & t  # no sketch is scored by a run that trained on it
+        assert t | scored == everything
+        assert len(h.photos) == 200 and all(h.photos[j].stem == s.stem for s, j in zip(h.sketches, h.targets))
+    assert sum(len(h) for h in held) == len(everything) and set().union(*[{str(s) for s in h.sketches}
+                                                                           for h in held]) == everything
+
+
+def test_select_trains_a_cascade_on_a_cross_fitted_bank(tmp_path, data):
+    runs = []
+    for fold in range(2):
+        runs.append(tmp_path / f"fold{fold}")
+        assert cli.main(["train", "--train-sets", "chairs-v1", "--data", str(data), "--weights", "none",
+                         "--photo-size", "64", "--canvases", "64", "--eval-canvas", "64", "--epochs", "1",
+                         "--steps-per-epoch", "1", "--batch-size", "4", "--folds", "2", "--fold", str(fold),
+                         "--precision", "fp32", "--out", str(runs[-1])]) == 0
+    out = tmp_path / "cascade"
+    assert cli.main(["select", "--student", str(runs[0]), "--crossfit", *map(str, runs), "--policy", "cascade",
+                     "--set", "chairs-v1", "--data", str(data), "--limit", "6", "--photo-size", "64",
+                     "--canvases", "32", "64", "--lambda-flops", "0.2", "--out", str(out)]) == 0
+    test = json.loads((out / "test.json").read_text())
+    assert test["train_bank"].endswith(":crossfit") and 0 <= test["policy"]["acc1"] <= 100
+    assert {p.name for p in (out / "banks").iterdir()} == {"fold0of2.pt", "fold1of2.pt", "val.pt", "test.pt"}
+    bank = Bank.concat([Bank.load(out / "banks" / f"fold{i}of2.pt") for i in range(2)], "x")
+    assert len(bank) == 12  # 6 held-out sketches of each fold (--limit: among their own photos)
+    cascade = load_policy(out / "best.pt")
+    assert isinstance(cascade, CascadePolicy) and cascade.config.canvases == (32, 64)

@@ -279,7 +279,8 @@ def add_distill(sub: argparse._SubParsersAction) -> None:
 
 def describe_confidence(hits, dataset: str | None) -> str:
     """The line under a text search result: the canvas used and how far to trust the ranks."""
-    line = f"      canvas {hits.canvas}"
+    looked = f" (after {', '.join(map(str, hits.canvases[:-1]))})" if len(hits.canvases) > 1 else ""
+    line = f"      canvas {hits.canvas}{looked}" + (f", {hits.gflops:.3f} GFLOPs" if hits.gflops is not None else "")
     if hits.confidence is None:
         return line + ", no confidence (the model carries no calibration)"
     line += f", confidence {hits.confidence:.2f}"

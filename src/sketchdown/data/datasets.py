@@ -19,7 +19,7 @@ from torch.utils.data import Dataset
 
 from ..errors import InputError
 from . import io
-from .render import CANVASES, DEFAULT_RASTER_METHOD, to_canvas, to_tensor
+from .render import CANVASES, DEFAULT_RASTER_METHOD, prepare, to_canvas, to_tensor
 from .sketch import Sketch
 from .transforms import augment_raster, augment_vector, photo_augmenter, photo_to_tensor, raster_augmenter
 
@@ -99,6 +99,15 @@ class RetrievalSet:
         held = set(rng.permutation(len(self.photos))[: max(1, round(fraction * len(self.photos)))].tolist())
         return self._subset([i not in held for i in range(len(self.photos))]), \
             self._subset([i in held for i in range(len(self.photos))])
+
+    def fold_split(self, fold: int, folds: int, seed: int = 0) -> tuple["RetrievalSet", "RetrievalSet"]:
+        """(the other folds, fold ``fold``) of ``folds`` disjoint parts by photo (a photo with all its sketches):
+        cross-fitting, where a model trained on the other folds scores the sketches of this one."""
+        if not 0 <= fold < folds or folds < 2:
+            raise ValueError(f"fold must be in [0, folds) with folds >= 2, got {fold} of {folds}")
+        part = np.empty(len(self.photos), dtype=np.int64)
+        part[np.random.default_rng(seed).permutation(len(self.photos))] = np.arange(len(self.photos)) % folds
+        return self._subset((part != fold).tolist()), self._subset((part == fold).tolist())
 
     def _subset(self, keep_photo: list[bool]) -> "RetrievalSet":
         new = {old: n for n, old in enumerate(i for i, k in enumerate(keep_photo) if k)}
@@ -197,7 +206,7 @@ class TripletDataset(Dataset):
 
     def _sketch(self, i: int) -> Sketch:
         if i not in self._sketches:
-            self._sketches[i] = load_sketch(self.rset.sketches[i])
+            self._sketches[i] = prepare(load_sketch(self.rset.sketches[i]), self.raster_method)
         return self._sketches[i]
 
     def _photo(self, j: int) -> torch.Tensor:

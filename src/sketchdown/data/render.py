@@ -30,7 +30,10 @@ REFERENCE_CANVAS = 256
 LINE_WIDTH_256 = 2.0
 MIN_LINE_WIDTH = 0.5
 SUPERSAMPLE_PIXELS = 512  # supersample so the drawing grid is about this size (anti-aliasing quality)
-RASTER_METHODS = ("area", "maxink", "bilinear")
+RASTER_METHODS = ("area", "maxink", "bilinear", "trace")
+# "trace": the raster is traced into strokes (``strokes.trace``) and drawn at each canvas with this width: QMUL's
+# 1 px pen at 256, and a line of full contrast at 32, where a 1 px line shrunk by "area" keeps an eighth of its ink.
+TRACED_LINE_WIDTH = 1.0
 # "area" kept raster sketches most identifiable at 32-128 in benchmarks/rendering.py (docs/rendering.md).
 DEFAULT_RASTER_METHOD = "area"
 
@@ -80,8 +83,9 @@ def shrink_raster(raster: np.ndarray, canvas: int, method: str = DEFAULT_RASTER_
     resampling (similar, smoother), ``maxink`` keeps the darkest pixel of each cell (thin strokes stay fully
     dark, at the cost of looking bolder).
     """
-    if method not in RASTER_METHODS:
-        raise ValueError(f"unknown raster downscaling {method!r}; choose one of {', '.join(RASTER_METHODS)}")
+    if method not in RASTER_METHODS or method == "trace":
+        raise ValueError(f"unknown raster downscaling {method!r}; choose one of {', '.join(RASTER_METHODS[:-1])} "
+                         "(trace draws strokes: to_canvas)")
     limits.check_canvas(canvas)
     h, w = raster.shape
     limits.check("image_pixels", h * w, None, f"raster of {w} x {h}: pixels")
@@ -107,10 +111,23 @@ def shrink_raster(raster: np.ndarray, canvas: int, method: str = DEFAULT_RASTER_
     return (255.0 - out[0, 0].clamp(0, 255)).round().to(torch.uint8).numpy()
 
 
+def prepare(sketch: Sketch, raster_method: str = DEFAULT_RASTER_METHOD) -> Sketch:
+    """The sketch as ``raster_method`` draws it: a raster traced into strokes for "trace", else unchanged. Done
+    once per sketch where it is reused (a training item, a query), so augmentation and the vector policy see the
+    strokes."""
+    if raster_method == "trace" and not sketch.is_vector:
+        from .strokes import trace
+
+        return trace(sketch)
+    return sketch
+
+
 def to_canvas(sketch: Sketch, canvas: int, raster_method: str = DEFAULT_RASTER_METHOD) -> np.ndarray:
-    """The sketch at ``canvas``: rendered from strokes when it has them, else its raster shrunk."""
+    """The sketch at ``canvas``: rendered from strokes when it has them (traced ones at ``TRACED_LINE_WIDTH``),
+    else its raster shrunk."""
+    sketch = prepare(sketch, raster_method)
     if sketch.is_vector:
-        return render_strokes(sketch, canvas)
+        return render_strokes(sketch, canvas, TRACED_LINE_WIDTH if sketch.meta.get("traced") else None)
     return shrink_raster(sketch.raster, canvas, raster_method)
 
 

@@ -54,6 +54,11 @@ def backbone_cost(backbone: nn.Module, canvas: int) -> Cost:
     return Cost(canvas=canvas, gflops=count_flops(features, canvas) / 1e9, params_m=count_params(features) / 1e6)
 
 
+def query_gflops(model: nn.Module, canvas: int) -> float:
+    """What one query pays at ``canvas``: the sketch tower's backbone (every member's, for an ensemble)."""
+    return sum(backbone_cost(m.sketch_tower.backbone, canvas).gflops for m in getattr(model, "members", [model]))
+
+
 BUSY_SPREAD = 0.25  # (p90 - p10) / median above this: the repeats disagree, something else was running
 BUSY_OTHERS = 0.2  # cores' worth of CPU used by other processes during the timing above this: not quiet
 

@@ -14,7 +14,7 @@ import json
 from collections.abc import Callable, Sequence
 from dataclasses import asdict
 from pathlib import Path
-from typing import Protocol, Union
+from typing import NamedTuple, Protocol, Union
 
 import numpy as np
 import torch
@@ -23,7 +23,7 @@ from PIL import Image
 from .. import limits, pretrained
 from ..data import io
 from ..data.datasets import PHOTO_SIZE, load_photo
-from ..data.render import DEFAULT_RASTER_METHOD, RASTER_METHODS, REFERENCE_CANVAS, to_canvas, to_tensor
+from ..data.render import DEFAULT_RASTER_METHOD, RASTER_METHODS, REFERENCE_CANVAS, prepare, to_canvas, to_tensor
 from ..data.sketch import Sketch
 from ..data.transforms import photo_to_tensor
 from ..errors import InputError, SketchdownError
@@ -32,20 +32,46 @@ from ..models import artifact
 from ..models.embed import Model, create_model, load_model, read_checkpoint, state_parts
 from ..models.precision import resolve
 from ..models.registry import list_backbones
-from ..select.policy import CanvasPolicy, build_policy, load_policy, policy_part
+from ..eval.flops import query_gflops
+from ..select.cascade import CascadePolicy
+from ..select.policy import CanvasPolicy, Selector, build_policy, load_policy, policy_part
+from ..select.probe import Probe
 
 SketchLike = Union[str, Path, Sketch, Image.Image, np.ndarray, list, tuple, dict]
 ENGINES = ("torch", "onnx")
 
 
 class CanvasSelector(Protocol):
-    """Picks the canvas for one sketch (SketchyNetV2's policy); it sees every sketch, raster ones too.
+    """Picks the canvas for one sketch (SketchyNetV2); it sees every sketch, raster ones too (``select.policy``).
 
-    Its time is part of every query it serves. An optional ``source`` attribute (the file it was loaded from) is
-    recorded in an index, so ``sketchdown search`` can use the same selector again.
+    ``select`` asks ``probe(canvas)`` for a look at the sketch there (its vector and, in an index, the search) as
+    often as it needs, and returns the probe whose retrieval counts, the canvases computed and its own FLOPs: a
+    policy looks once, a cascade until it is confident. Its time is part of every query it serves. An optional
+    ``source`` attribute (the file it was loaded from) is recorded in an index, so ``sketchdown search`` can use
+    the same selector again.
     """
 
-    def choose(self, sketch: Sketch) -> int: ...
+    def select(self, sketch: Sketch, probe: Callable[[int], Probe]) -> tuple[Probe, tuple[int, ...], int]: ...
+
+
+class Query(NamedTuple):
+    """One sketch's query: the probe whose vector (and search) is the answer, every canvas computed, and the
+    GFLOPs spent in the paper's accounting (the sketch tower at each canvas computed, plus the selector)."""
+
+    probe: Probe
+    canvases: tuple[int, ...]
+    gflops: float
+
+    @property
+    def vector(self) -> np.ndarray:
+        return self.probe.vector
+
+    @property
+    def canvas(self) -> int:
+        return self.probe.canvas
+
+
+Search = Callable[[np.ndarray], tuple[np.ndarray, np.ndarray]]  # D vector -> (top similarities, photo indices)
 
 
 class Engine(Protocol):
@@ -154,6 +180,7 @@ class Retriever:
         self.engine: Engine = engine or TorchEngine(self.model, precision, memory_format)
         self._identity: str | None = None
         self._photo_identity: str | None = None
+        self._gflops: dict[int, float] = {}
 
     @property
     def identity(self) -> str:
@@ -205,8 +232,9 @@ class Retriever:
         """Write the retriever artifact: model weights (fp16 if ``half``), its selector if any, the settings."""
         parts = {"model": artifact.model_part(self.model)}
         if self.selector is not None:
-            if not isinstance(self.selector, CanvasPolicy):
-                raise SketchdownError(f"only a trained canvas policy can be saved, not a {type(self.selector).__name__}")
+            if not isinstance(self.selector, (CanvasPolicy, CascadePolicy)):
+                raise SketchdownError(f"only a trained canvas selector can be saved, not a "
+                                      f"{type(self.selector).__name__}")
             parts["selector"] = policy_part(self.selector)
         return artifact.save(folder, "retriever", parts, self.settings(), {**self.info, **(info or {})}, half)
 
@@ -226,18 +254,35 @@ class Retriever:
                                   f"this model {self.identity[:12]}); export it again with export-onnx")
         return self.replace(engine=runner)
 
-    def canvas_for(self, sketch: Sketch) -> int:
-        return int(self.selector.choose(sketch)) if self.selector is not None else self.canvas
+    def gflops(self, canvas: int) -> float:
+        """The paper's cost of one query at ``canvas`` (counted once per canvas, then remembered)."""
+        if canvas not in self._gflops:
+            self._gflops[canvas] = query_gflops(self.model, canvas)
+        return self._gflops[canvas]
 
-    def query(self, sketch: SketchLike) -> tuple[np.ndarray, int]:
-        """One sketch -> (its D unit vector, the canvas it was drawn at): read, drawn at its canvas, embedded."""
-        s = as_sketch(sketch)
-        canvas = self.canvas_for(s)
-        image = to_tensor(to_canvas(s, canvas, self.raster_method))[None].numpy()
-        return self.engine(image, "sketch")[0], canvas
+    def query(self, sketch: SketchLike, search: Search | None = None) -> Query:
+        """One sketch, read, drawn at the canvas its selector picks (or the fixed one), embedded, and searched with
+        ``search`` when given (an index's); a cascade selector needs ``search`` to decide."""
+        s = prepare(as_sketch(sketch), self.raster_method)  # traced once: the selector and the canvas see strokes
+
+        def probe(canvas: int) -> Probe:
+            image = to_tensor(to_canvas(s, canvas, self.raster_method))[None].numpy()
+            vector = self.engine(image, "sketch")[0]
+            if search is None:
+                return Probe(canvas, vector, np.empty(0, np.float32), np.empty(0, np.int64))
+            return Probe(canvas, vector, *search(vector))
+
+        if self.selector is None:
+            chosen, canvases, selector_flops = probe(self.canvas), (self.canvas,), 0
+        else:
+            if search is None and isinstance(self.selector, CascadePolicy):
+                raise SketchdownError("a cascade selector decides from the search results: search an index "
+                                      "(Index.search) instead of encoding the sketch alone")
+            chosen, canvases, selector_flops = self.selector.select(s, probe)
+        return Query(chosen, canvases, sum(self.gflops(c) for c in canvases) + selector_flops / 1e9)
 
     def encode_sketch(self, sketch: SketchLike) -> np.ndarray:
-        return self.query(sketch)[0]
+        return self.query(sketch).vector
 
     def encode_photos(self, paths: Sequence[str | Path], batch_size: int = 32, skip_bad: bool = False,
                       on_batch: Callable[[int], None] | None = None) -> tuple[np.ndarray, list[Path]]:
@@ -263,7 +308,7 @@ class Retriever:
         return np.ascontiguousarray(out, dtype=np.float32), skipped
 
 
-def load_selector(spec: str | Path) -> CanvasPolicy:
+def load_selector(spec: str | Path) -> Selector:
     """A trained canvas selector (SketchyNetV2's policy): a shipped model's, an artifact folder's, or a ``select``
     run folder's / checkpoint's."""
     folder, source = pretrained.resolve(spec)

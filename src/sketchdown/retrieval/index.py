@@ -26,7 +26,8 @@ from tqdm import tqdm
 from ..data.io import RASTER_SUFFIXES, read_npz_array
 from ..errors import InputError, SketchdownError
 from ..files import write_atomic
-from ..select.policy import CanvasPolicy
+from ..select.policy import Selector
+from ..select.probe import TOP
 from .encoder import Retriever, SketchLike, load, load_selector
 
 FORMAT, VERSION = "sketchdown-index", 1
@@ -54,12 +55,15 @@ class Results(list):
     top-1 cosine reaches (None when the retriever carries no calibration, e.g. zero-shot). ``in_domain`` is False
     below ``OUT_OF_DOMAIN``: the sketch matches its best photo worse than 90% of real sketches of the retriever's
     domain do, which is what a chair drawn against a shoe catalogue looks like. ``canvas``: the canvas the sketch
-    was drawn at (the selector's choice, if any).
+    was drawn at (the selector's choice, if any); ``canvases`` every canvas computed and ``gflops`` their cost.
     """
 
-    def __init__(self, hits: list[Hit], canvas: int, confidence: float | None) -> None:
+    def __init__(self, hits: list[Hit], canvas: int, confidence: float | None, canvases: tuple[int, ...] = (),
+                 gflops: float | None = None) -> None:
         super().__init__(hits)
         self.canvas, self.confidence = canvas, confidence
+        self.canvases = canvases or (canvas,)  # every canvas computed (a cascade may look at several)
+        self.gflops = gflops  # the paper's cost of the query: the sketch tower at each canvas, plus the selector
         self.in_domain = None if confidence is None else confidence >= OUT_OF_DOMAIN
 
 
@@ -301,7 +305,7 @@ class Index:
         recorded = self.model.get("photo_identity")
         return model.photo_identity == recorded if recorded else model.identity == self.model["identity"]
 
-    def recorded_selector(self) -> CanvasPolicy | bool:
+    def recorded_selector(self) -> Selector | bool:
         """The canvas selector the index was built with, loaded again (False: it had none). One that cannot be
         loaded is an error naming it: searching at a fixed canvas instead must be asked for."""
         recorded = self.model.get("selector")
@@ -324,11 +328,14 @@ class Index:
             with self._attaching:
                 if self.encoder is None:
                     self.attach(self.model["source"])
-        vector, canvas = self.encoder.query(sketch)
-        scores, ids = self.search_vectors(vector, k)
-        hits = [Hit(self.photo(int(i)), float(s)) for s, i in zip(scores[0], ids[0]) if i >= 0]
+        if k < 1:
+            raise SketchdownError(f"k must be at least 1, got {k}")
+        query = self.encoder.query(sketch, search=lambda v: tuple(a[0] for a in self.search_vectors(v, max(k, TOP))))
+        top, ids = query.probe.top[:k], query.probe.ids[:k]
+        hits = [Hit(self.photo(int(i)), float(s)) for s, i in zip(top, ids) if i >= 0]
         top1 = hits[0].score if hits else float("-inf")
-        return Results(hits, canvas, confidence(top1, self.encoder.info.get("calibration")))
+        return Results(hits, query.canvas, confidence(top1, self.encoder.info.get("calibration")), query.canvases,
+                       query.gflops)
 
     def search_vectors(self, queries: np.ndarray, k: int = 10) -> tuple[np.ndarray, np.ndarray]:
         """faiss search for query vectors (D or Q x D): scores and photo indices, Q x min(k, len)."""

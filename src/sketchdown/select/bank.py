@@ -2,8 +2,11 @@
 
 The policy's reward for a (sketch, canvas) pair depends only on the frozen student's embedding of that sketch at
 that canvas, so the whole reward table can be made up front: minutes of student forward passes once, then an
-epoch of policy training is a fraction of a second. The bank also keeps what the policies read (the smallest
-canvas for the raster policy, the strokes when the sketches are vectors) and the student's cost per canvas.
+epoch of policy training is a fraction of a second. The bank also keeps what the selectors read (the smallest
+canvas for the raster policy, the strokes for the vector policy, traced when the sketch is an image, and the top
+similarities of each search for the cascade) and the student's cost per canvas. The rewards must come from
+sketches the student did not train on (a student ranks its own training sketches first at every canvas): banks
+of held-out folds, each scored by the student that left it out, are stacked with ``Bank.concat``.
 """
 
 from __future__ import annotations
@@ -15,7 +18,8 @@ import numpy as np
 import torch
 
 from ..data.datasets import PHOTO_SIZE, PhotoDataset, RetrievalSet, SketchCanvasDataset, load_sketch
-from ..data.render import CANVASES, DEFAULT_RASTER_METHOD, to_canvas
+from ..data.render import CANVASES, DEFAULT_RASTER_METHOD, prepare, to_canvas
+from ..data.strokes import trace
 from ..data.sketch import Sketch
 from ..errors import InputError
 from ..files import digest, write_atomic
@@ -23,26 +27,27 @@ from ..eval.evaluate import encode
 from ..eval.flops import backbone_cost
 from ..eval.metrics import true_ranks
 from ..models.embed import Model, state_parts
+from .probe import TOP
 
 TRIPLET_MARGIN = 0.2  # the margin the students are trained with (losses.triplet_loss default)
 
 
 @dataclass
 class Bank:
-    """Per sketch and canvas: the student's embedding, the true photo's rank and the mean triplet loss."""
+    """Per sketch and canvas: the rank of the true photo, the mean triplet loss and the top similarities."""
 
     name: str
     key: str  # identifies student weights + set + settings, so a stale cache is never reused
     canvases: tuple[int, ...]
-    sketch_emb: torch.Tensor  # N x K x D
-    photo_emb: torch.Tensor  # P x D
     targets: torch.Tensor  # N
     ranks: torch.Tensor  # N x K, 1-based rank of the true photo (ties count against it)
     triplet: torch.Tensor  # N x K, triplet loss against every other photo, averaged
+    top_scores: torch.Tensor  # N x K x TOP cosine similarities of the best photos, descending
+    gallery: int  # photos the sketches were ranked among
     student_gflops: torch.Tensor  # K, paper accounting (conv features, 2 per MAC)
     student_params_m: float
     rasters: torch.Tensor  # N x S x S uint8, the sketches at the smallest canvas (raster policy input)
-    points: list[np.ndarray] | None = None  # per sketch (n, 3) x, y, stroke-end, when every sketch has strokes
+    points: list[np.ndarray] | None = None  # per sketch (n, 3) x, y, stroke-end: its strokes, or traced ones
     frames: torch.Tensor | None = None  # N x 2 drawing-frame width, height of those strokes
 
     def __len__(self) -> int:
@@ -53,8 +58,8 @@ class Bank:
         if kind == "raster":
             return [Sketch(raster=r.numpy(), source=f"{self.name}[{i}]") for i, r in enumerate(self.rasters)]
         if self.points is None:
-            raise InputError(self.name, "the vector policy needs stroke sketches; this set holds images only "
-                                        "(use --policy raster)")
+            raise InputError(self.name, "this bank holds no strokes (it was stacked from banks of which one has "
+                                        "none); build it again")
         return [Sketch.from_points(p, float(w), float(h), source=f"{self.name}[{i}]")
                 for i, (p, (w, h)) in enumerate(zip(self.points, self.frames.tolist()))]
 
@@ -66,6 +71,25 @@ class Bank:
             data["point_counts"] = torch.tensor([len(p) for p in self.points])
             data["points"] = torch.from_numpy(np.concatenate(self.points))
         write_atomic(path, lambda f: torch.save(data, f))
+
+    @classmethod
+    def concat(cls, banks: list["Bank"], name: str) -> "Bank":
+        """One bank of several (cross-fitting: each fold scored by the student that did not train on it); the
+        per-sketch tables are stacked, so the banks must share canvases and student costs."""
+        first = banks[0]
+        for b in banks[1:]:
+            if b.canvases != first.canvases or not torch.equal(b.student_gflops, first.student_gflops):
+                raise ValueError(f"bank {b.name} has canvases {b.canvases} / costs {b.student_gflops.tolist()}, "
+                                 f"{first.name} {first.canvases} / {first.student_gflops.tolist()}")
+        vector = all(b.points is not None for b in banks)
+        return cls(name=name, key=digest([b.key for b in banks], 32), canvases=first.canvases,
+                   targets=torch.cat([b.targets for b in banks]), ranks=torch.cat([b.ranks for b in banks]),
+                   triplet=torch.cat([b.triplet for b in banks]),
+                   top_scores=torch.cat([b.top_scores for b in banks]),
+                   gallery=min(b.gallery for b in banks), student_gflops=first.student_gflops,
+                   student_params_m=first.student_params_m, rasters=torch.cat([b.rasters for b in banks]),
+                   points=[p for b in banks for p in b.points] if vector else None,
+                   frames=torch.cat([b.frames for b in banks]) if vector else None)
 
     @classmethod
     def load(cls, path: str | Path) -> "Bank":
@@ -80,12 +104,15 @@ class Bank:
             raise InputError(path, f"not a readable sketchdown bank ({type(err).__name__}: {err})") from None
 
 
+BANK_VERSION = 2  # part of every key: a bank of an older layout is rebuilt, never misread
+
+
 def bank_key(student: Model, rset: RetrievalSet, canvases: tuple[int, ...], photo_size: int,
              raster_method: str) -> str:
     """Hash of the student's weights, the set's files and the settings a bank depends on."""
     names = [s.source if isinstance(s, Sketch) else str(s) for s in rset.sketches] + [str(p) for p in rset.photos]
     return digest([*state_parts(student.state_dict()),
-                   repr((rset.name, names, rset.targets, canvases, photo_size, raster_method))], 32)
+                   repr((BANK_VERSION, rset.name, names, rset.targets, canvases, photo_size, raster_method))], 32)
 
 
 def mean_triplet(scores: torch.Tensor, targets: torch.Tensor, margin: float = TRIPLET_MARGIN) -> torch.Tensor:
@@ -101,25 +128,33 @@ def mean_triplet(scores: torch.Tensor, targets: torch.Tensor, margin: float = TR
 def build_bank(student: Model, rset: RetrievalSet, canvases: tuple[int, ...] = CANVASES,
                photo_size: int = PHOTO_SIZE, raster_method: str = DEFAULT_RASTER_METHOD, batch_size: int = 64,
                progress: bool = True) -> Bank:
-    """Encode every sketch at every canvas and the gallery once; rank the true photo for each pair."""
+    """Encode every sketch at every canvas and the gallery once; rank the true photo for each pair.
+
+    Raster sketches are also traced into strokes (``data.strokes.trace``), so the vector policy can read every
+    sketch; the student sees each sketch as ``raster_method`` draws it.
+    """
     canvases = tuple(sorted(canvases))
-    sketches = [load_sketch(s) for s in rset.sketches]
+    loaded = [load_sketch(s) for s in rset.sketches]
+    sketches = [prepare(s, raster_method) for s in loaded]
     photo_emb = encode(student, PhotoDataset(rset.photos, photo_size), "photo", batch_size, desc="photos", progress=progress)
     sketch_emb = torch.stack([encode(student, SketchCanvasDataset(sketches, c, raster_method), "sketch", batch_size,
                                      desc=f"sketches@{c}", progress=progress) for c in canvases], dim=1)
     targets = torch.tensor(rset.targets)
     scores = torch.einsum("nkd,pd->nkp", sketch_emb, photo_emb)
     ranks = torch.stack([torch.from_numpy(true_ranks(scores[:, k], targets)) for k in range(len(canvases))], 1)
+    top = scores.topk(min(TOP, scores.shape[2]), dim=2).values
+    if top.shape[2] < TOP:  # a gallery of fewer than TOP photos: repeat the last similarity
+        top = torch.cat([top, top[:, :, -1:].expand(-1, -1, TOP - top.shape[2])], dim=2)
     costs = [backbone_cost(student.sketch_tower.backbone, c) for c in canvases]
-    vector = all(s.is_vector for s in sketches)
+    strokes = [s if s.is_vector else trace(s) for s in sketches]
     return Bank(
         name=rset.name, key=bank_key(student, rset, canvases, photo_size, raster_method), canvases=canvases,
-        sketch_emb=sketch_emb, photo_emb=photo_emb, targets=targets, ranks=ranks.long(),
-        triplet=mean_triplet(scores, targets), student_gflops=torch.tensor([c.gflops for c in costs]),
+        targets=targets, ranks=ranks.long(), triplet=mean_triplet(scores, targets), top_scores=top.float(),
+        gallery=len(rset.photos), student_gflops=torch.tensor([c.gflops for c in costs]),
         student_params_m=costs[0].params_m,
         rasters=torch.stack([torch.tensor(to_canvas(s, canvases[0], raster_method)) for s in sketches]),
-        points=[s.to_points() for s in sketches] if vector else None,
-        frames=torch.tensor([[s.width, s.height] for s in sketches]) if vector else None)
+        points=[s.to_points() for s in strokes],
+        frames=torch.tensor([[s.width, s.height] for s in strokes]))
 
 
 def cached_bank(path: str | Path, student: Model, rset: RetrievalSet, canvases: tuple[int, ...] = CANVASES,

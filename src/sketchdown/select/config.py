@@ -10,6 +10,7 @@ from ..config import validate
 from ..data.render import CANVASES, DEFAULT_RASTER_METHOD, RASTER_METHODS
 
 if TYPE_CHECKING:
+    from .cascade import CascadeConfig
     from .policy import PolicyConfig
 
 BASELINES = ("batch", "ema")
@@ -23,8 +24,14 @@ class SelectConfig:
                                                                   "(its best.pt) or a backbone name (zero-shot)"})
     set: str = field(default="shoes-v1", metadata={"help": "set whose train split trains and test split tests"})
     data: str | None = field(default=None, metadata={"help": "data root (default ../shared/data)"})
-    policy: str = field(default="raster", metadata={"help": "policy input: raster (a tiny CNN on the smallest "
-                                                            "canvas) or vector (a GRU on the strokes)"})
+    policy: str = field(default="raster", metadata={"help": "selector: raster (a tiny CNN on the smallest canvas), "
+                                                            "vector (a GRU on the strokes, traced from images) or "
+                                                            "cascade (stop heads on each canvas's search)"})
+    crossfit: tuple[str, ...] = field(default=(), metadata={"help": "cross-fitting runs (trained with --folds K "
+                                                                    "--fold I): each scores the training sketches "
+                                                                    "it left out, and together they are the train "
+                                                                    "bank (default: the student's own training "
+                                                                    "sketches)"})
     lambda_flops: float = field(default=0.5, metadata={"help": "lambda_F: weight of cost against accuracy"})
     lambda_triplet: float = field(default=0.0, metadata={"help": "weight of the triplet loss in R_acc"})
     baseline: str = field(default="batch", metadata={"help": "reward baseline: batch (leave-one-out mean) or ema"})
@@ -54,9 +61,12 @@ class SelectConfig:
             raise ValueError(f"lambda_flops must be in [0, 1], got {self.lambda_flops}")
         self.policy_config()  # validates policy kind and canvases (imports torch: only when a config is made)
 
-    def policy_config(self) -> PolicyConfig:
+    def policy_config(self) -> PolicyConfig | CascadeConfig:
+        from .cascade import CascadeConfig
         from .policy import PolicyConfig
 
+        if self.policy == "cascade":
+            return CascadeConfig(canvases=tuple(self.canvases))
         return PolicyConfig(kind=self.policy, canvases=tuple(self.canvases), raster_canvas=min(self.canvases),
                             channels=tuple(self.channels), raster_method=self.raster_method, hidden=self.hidden,
                             rdp_epsilon=self.rdp_epsilon, max_points=self.max_points)

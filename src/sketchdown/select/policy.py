@@ -1,24 +1,25 @@
-"""Canvas policies: a sketch in, logits over the K canvases out (SketchyNetV2's selector).
+"""Canvas policies: a sketch in, logits over the K canvases out (SketchyNetV2's selector), and the one selector
+interface: ``select(sketch, probe)`` asks ``probe(canvas)`` for looks at the sketch (``probe.Probe``) and returns
+the one whose retrieval counts, the canvases computed and its own FLOPs. A policy decides first and looks once; the
+cascade (``cascade``) looks canvas after canvas. Selectors are saved and loaded here, whichever kind.
 
-Two inputs, one interface. ``VectorPolicy`` is the paper's: the stroke sequence (x, y, pen), simplified with
+Two policy inputs, one interface. ``VectorPolicy`` is the paper's: the stroke sequence (x, y, pen), simplified with
 Ramer-Douglas-Peucker and normalised to the sketch's bounds, read by a 1-layer GRU. ``RasterPolicy`` serves
 sketches that arrive as images only (all of QMUL-V1 and Sketchy): a tiny CNN on the cheapest canvas. Both turn
 one sketch into an input with ``features``, a list of inputs into a batch with ``collate``, a batch into logits
 with ``forward``, and a sketch into a canvas with ``choose``; each counts its own FLOPs (2 per MAC, as the
-student's are counted) so the selector is never free in a results table.
-
-RDP runs in GEOS through shapely (Douglas-Peucker, ``preserve_topology=False``): the ``rdp`` package is
-unmaintained since 2016 and took 14 ms per ChairV2 sketch on this CPU, as long as the student at 32x32, where
-shapely takes 0.2 ms.
+student's are counted) so the selector is never free in a results table. The vector policy reads an image sketch
+through ``data.strokes.trace`` (strokes without their drawing order); RDP is ``data.strokes.rdp_strokes``.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
+from typing import Union
 
 import numpy as np
-import shapely
 import torch
 from torch import nn
 from torch.nn.utils.rnn import pack_padded_sequence, pad_sequence
@@ -26,13 +27,16 @@ from torch.utils.flop_counter import FlopCounterMode
 
 from ..data.render import CANVASES, DEFAULT_RASTER_METHOD, to_canvas
 from ..data.sketch import Sketch
+from ..data.strokes import rdp_strokes, trace
 from ..errors import InputError
 from ..eval.flops import count_flops, count_params
 from ..files import checkpoint_path, write_atomic
 from ..models import artifact
 from ..models.embed import read_checkpoint
+from .cascade import CascadeConfig, CascadePolicy
+from .probe import Probe
 
-POLICIES = ("raster", "vector")
+POLICIES = ("raster", "vector")  # the learned policies; ``cascade`` is the third selector
 
 
 @dataclass(frozen=True)
@@ -80,9 +84,19 @@ class CanvasPolicy(nn.Module):
     @torch.inference_mode()
     def choose(self, sketch: Sketch) -> int:
         """The canvas the policy picks for ``sketch`` (greedy), as a side length in pixels."""
+        return self._decide(self.features(sketch))
+
+    def select(self, sketch: Sketch, probe: Callable[[int], Probe]) -> tuple[Probe, tuple[int, ...], int]:
+        """The selector interface: pick the canvas first, then look there once. Returns the probe, the canvases
+        computed and the policy's own FLOPs."""
+        feat = self.features(sketch)
+        canvas = self._decide(feat)
+        return probe(canvas), (canvas,), self.flops(feat)
+
+    @torch.inference_mode()
+    def _decide(self, feat: torch.Tensor) -> int:
         self.eval()
-        logits = self(*self.collate([self.features(sketch)]))
-        return self.config.canvases[int(logits.argmax(1))]
+        return self.config.canvases[int(self(*self.collate([feat])).argmax(1))]
 
 
 class RasterPolicy(CanvasPolicy):
@@ -116,25 +130,13 @@ class RasterPolicy(CanvasPolicy):
         return self._flops
 
 
-def rdp_strokes(strokes: list[np.ndarray], epsilon: float) -> list[np.ndarray]:
-    """Douglas-Peucker on every stroke at once (GEOS); a stroke keeps its end points, a single point stays."""
-    lines = [s for s in strokes if len(s) > 1]
-    if not lines:
-        return strokes
-    geoms = shapely.linestrings(np.concatenate(lines).astype(np.float64),
-                                indices=np.repeat(np.arange(len(lines)), [len(s) for s in lines]))
-    simple = iter(shapely.get_coordinates(g) for g in shapely.simplify(geoms, epsilon, preserve_topology=False))
-    return [next(simple).astype(np.float32) if len(s) > 1 else s for s in strokes]
-
-
 def stroke_sequence(sketch: Sketch, epsilon: float, max_points: int) -> np.ndarray:
     """(L, 3) float32 x, y, pen: centred and scaled by the ink's longer side, RDP-simplified, at most ``max_points``.
 
     pen is 1 at the last point of each stroke (the SketchX convention). Past the cap, evenly spaced points are
     kept and each carries a pen lift that happened among the points it stands for.
     """
-    if not sketch.is_vector:
-        raise InputError(sketch.source, "the vector policy needs strokes; use the raster policy for image sketches")
+    sketch = trace(sketch)  # an image is traced into strokes (their drawing order is unknown: data.strokes)
     x0, y0, x1, y1 = sketch.bounds()
     centre = np.array([(x0 + x1) / 2, (y0 + y1) / 2], dtype=np.float32)
     span = max(x1 - x0, y1 - y0, 1e-6)
@@ -179,38 +181,42 @@ class VectorPolicy(CanvasPolicy):
         return self._flops[n]
 
 
+Selector = Union["CanvasPolicy", CascadePolicy]  # what a retriever's selector part holds
+
+
 def create_policy(config: PolicyConfig) -> CanvasPolicy:
     return RasterPolicy(config) if config.kind == "raster" else VectorPolicy(config)
 
 
-def save_policy(path: str | Path, policy: CanvasPolicy, **extra) -> None:
+def save_policy(path: str | Path, policy: Selector, **extra) -> None:
     """A training run's checkpoint: weights + the config that rebuilds them (+ plain extra data), atomically."""
     state = {"policy_config": asdict(policy.config), "state_dict": policy.state_dict(), **extra}
     write_atomic(path, lambda f: torch.save(state, f))
 
 
-def policy_part(policy: CanvasPolicy) -> tuple[str, dict, dict[str, torch.Tensor]]:
+def policy_part(policy: Selector) -> tuple[str, dict, dict[str, torch.Tensor]]:
     """The selector part of an artifact (``models.artifact.save``)."""
     return "selector", asdict(policy.config), policy.state_dict()
 
 
-def _rebuild(config: dict, state: dict, where: str | Path) -> CanvasPolicy:
-    known = {f.name for f in fields(PolicyConfig)}
+def _rebuild(config: dict, state: dict, where: str | Path) -> Selector:
+    cascade = config.get("kind") == "cascade"
+    known = {f.name for f in fields(CascadeConfig if cascade else PolicyConfig)}
     try:
-        policy = create_policy(PolicyConfig(**{k: tuple(v) if isinstance(v, list) else v
-                                               for k, v in config.items() if k in known}))
+        values = {k: tuple(v) if isinstance(v, list) else v for k, v in config.items() if k in known}
+        policy = CascadePolicy(CascadeConfig(**values)) if cascade else create_policy(PolicyConfig(**values))
         policy.load_state_dict(state)
     except (TypeError, ValueError, RuntimeError) as err:
-        raise InputError(where, f"not a valid canvas policy ({str(err).splitlines()[0]})") from None
+        raise InputError(where, f"not a valid canvas selector ({str(err).splitlines()[0]})") from None
     return policy.eval()
 
 
-def build_policy(art: artifact.Artifact, part: str = "selector") -> CanvasPolicy:
+def build_policy(art: artifact.Artifact, part: str = "selector") -> Selector:
     """The policy of an artifact's selector part."""
     return _rebuild(art.parts[part]["config"], art.tensors(part), art.folder / art.parts[part]["file"])
 
 
-def load_policy(path: str | Path) -> CanvasPolicy:
+def load_policy(path: str | Path) -> Selector:
     """A policy from an artifact folder (a selector, or a retriever's selector part), a ``select`` run folder
     (its best.pt) or its checkpoint (``weights_only=True``: no code is unpickled)."""
     if artifact.is_artifact(path):

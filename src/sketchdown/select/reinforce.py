@@ -19,7 +19,8 @@ import torch
 from ..eval.metrics import metrics_from_ranks
 from .bank import Bank
 from .config import SelectConfig
-from .policy import CanvasPolicy
+from .cascade import CascadePolicy
+from .policy import CanvasPolicy, Selector
 
 
 @dataclass(frozen=True)
@@ -54,14 +55,43 @@ def greedy_actions(policy: CanvasPolicy, inputs: Inputs) -> torch.Tensor:
     return policy(*inputs.batch).argmax(1)
 
 
-def outcome(bank: Bank, actions: torch.Tensor, selector_gflops: torch.Tensor | float = 0.0) -> dict:
-    """acc@K and mean GFLOPs per sketch (student at the chosen canvas + the selector) of one canvas per sketch."""
-    ranks = bank.ranks.gather(1, actions[:, None])[:, 0]
+@dataclass(frozen=True)
+class Decisions:
+    """What a selector did on a bank, per sketch: the canvas whose retrieval counts (an index into the bank's
+    canvases), the student's GFLOPs at every canvas it computed, and the selector's own GFLOPs."""
+
+    final: torch.Tensor
+    student_gflops: torch.Tensor
+    selector_gflops: torch.Tensor
+
+
+def at_canvas(bank: Bank, actions: torch.Tensor, selector_gflops: torch.Tensor | float = 0.0) -> Decisions:
+    """One canvas per sketch, computed once (a policy's choice, or a fixed canvas)."""
+    return Decisions(actions, bank.student_gflops.double()[actions],
+                     torch.as_tensor(selector_gflops, dtype=torch.float64).expand(len(actions)))
+
+
+def decide(selector: Selector, bank: Bank) -> Decisions:
+    """A selector's greedy decisions on every sketch of ``bank``; a cascade pays for every canvas up to its stop
+    and for each head it ran."""
+    if isinstance(selector, CascadePolicy):
+        stop = selector.stops(bank.top_scores)
+        heads = (stop + 1).clamp_max(len(bank.canvases) - 1)
+        return Decisions(stop, bank.student_gflops.double().cumsum(0)[stop],
+                         heads.double() * selector.stage_flops() / 1e9)
+    inputs = policy_inputs(selector, bank)
+    return at_canvas(bank, greedy_actions(selector, inputs), inputs.gflops)
+
+
+def outcome(bank: Bank, decisions: Decisions) -> dict:
+    """acc@K and mean GFLOPs per sketch (the student at every canvas computed + the selector) of a selector's
+    decisions."""
+    ranks = bank.ranks.gather(1, decisions.final[:, None])[:, 0]
     out = metrics_from_ranks(ranks.numpy())
-    selector = float(torch.as_tensor(selector_gflops, dtype=torch.float64).mean())
-    out["gflops"] = float(bank.student_gflops.double()[actions].mean()) + selector
-    out["selector_gflops"] = selector
-    out["canvas_share"] = canvas_share(bank, actions)
+    out["student_gflops"] = float(decisions.student_gflops.mean())
+    out["selector_gflops"] = float(decisions.selector_gflops.mean())
+    out["gflops"] = out["student_gflops"] + out["selector_gflops"]
+    out["canvas_share"] = canvas_share(bank, decisions.final)
     return out
 
 
@@ -72,7 +102,7 @@ def canvas_share(bank: Bank, actions: torch.Tensor) -> dict[int, float]:
 
 def fixed(bank: Bank, canvas: int) -> dict:
     """Every sketch at one canvas, no selector (SketchyNetV1 at that canvas)."""
-    return outcome(bank, torch.full((len(bank),), bank.canvases.index(canvas)))
+    return outcome(bank, at_canvas(bank, torch.full((len(bank),), bank.canvases.index(canvas))))
 
 
 def oracle_actions(bank: Bank) -> torch.Tensor:
@@ -99,8 +129,25 @@ def mixture(bank: Bank, share: dict[int, float]) -> dict:
     points = [fixed(bank, c) for c in bank.canvases]
     p = [share.get(c, 0.0) for c in bank.canvases]
     out = {k: sum(pk * m[k] for pk, m in zip(p, points)) for k in ("acc1", "acc5", "acc10", "mean_rank", "gflops")}
-    out.update(selector_gflops=0.0, queries=len(bank), canvas_share=dict(zip(bank.canvases, p)))
+    out.update(student_gflops=out["gflops"], selector_gflops=0.0, queries=len(bank),
+               canvas_share=dict(zip(bank.canvases, p)))
     return out
+
+
+def random_at(bank: Bank, gflops: float) -> dict:
+    """The best random policy (blind to the sketch) whose mean student cost is ``gflops``: the best mixture of two
+    fixed canvases that costs that much (the upper hull of the fixed points), or the best single canvas that costs
+    no more when ``gflops`` is outside their range."""
+    g = bank.student_gflops.double().tolist()
+    best = max((mixture(bank, {c: 1.0}) for c, gc in zip(bank.canvases, g) if gc <= gflops + 1e-12),
+               key=lambda m: m["acc1"], default=mixture(bank, {bank.canvases[0]: 1.0}))
+    for i, j in ((i, j) for i in range(len(g)) for j in range(i + 1, len(g))):
+        if g[i] <= gflops <= g[j] and g[j] > g[i]:
+            w = (gflops - g[i]) / (g[j] - g[i])
+            mix = mixture(bank, {bank.canvases[i]: 1 - w, bank.canvases[j]: w})
+            if mix["acc1"] > best["acc1"]:
+                best = mix
+    return best
 
 
 def train_policy(policy: CanvasPolicy, train: Bank, val: Bank, cfg: SelectConfig,
@@ -139,7 +186,7 @@ def train_policy(policy: CanvasPolicy, train: Bank, val: Bank, cfg: SelectConfig
             totals["reward"] += float(r.sum()) / len(train)
             totals["entropy"] += float(entropy.detach().sum()) / len(train)
         actions = greedy_actions(policy, x_val)
-        val_out = outcome(val, actions, x_val.gflops)
+        val_out = outcome(val, at_canvas(val, actions, x_val.gflops))
         record = {"epoch": epoch, "train_reward": totals["reward"], "train_entropy": totals["entropy"],
                   "val_reward": float(r_val[torch.arange(len(val)), actions].mean()),
                   **{f"val_{k}": val_out[k] for k in ("acc1", "acc5", "acc10", "gflops")},
@@ -152,23 +199,26 @@ def train_policy(policy: CanvasPolicy, train: Bank, val: Bank, cfg: SelectConfig
     return best
 
 
-def report(policy: CanvasPolicy, bank: Bank) -> dict:
-    """The policy on ``bank`` beside every fixed canvas, the oracle and a random policy with the same canvas mix.
+def report(selector: Selector, bank: Bank) -> dict:
+    """The selector on ``bank`` beside every fixed canvas, the oracle, and the reference points at its cost.
 
-    ``headroom`` at the policy's student cost: a random policy with its canvas mix (no look at the sketch) is
-    the floor, the best per-sketch choice (``oracle_acc1_at``) the ceiling; ``captured`` is the policy's share of
-    the gap in acc@1.
+    At the selector's mean student cost: the best random policy (no look at the sketch) is the floor, the best
+    per-sketch choice (``oracle_acc1_at``) the ceiling, and ``captured`` is the selector's share of the gap in
+    acc@1; ``best_fixed`` is the most accurate fixed canvas that costs no more than the selector in all.
     """
-    inputs = policy_inputs(policy, bank)
-    learned = outcome(bank, greedy_actions(policy, inputs), inputs.gflops)
-    full = fixed(bank, bank.canvases[-1])
-    oracle = outcome(bank, oracle_actions(bank))
-    random = mixture(bank, learned["canvas_share"])
-    ceiling = oracle_acc1_at(bank, learned["gflops"] - learned["selector_gflops"])
+    learned = outcome(bank, decide(selector, bank))
+    points = {c: fixed(bank, c) for c in bank.canvases}
+    oracle = outcome(bank, at_canvas(bank, oracle_actions(bank)))
+    random = random_at(bank, learned["student_gflops"])
+    ceiling = oracle_acc1_at(bank, learned["student_gflops"])
     gap = ceiling - random["acc1"]
-    return {"policy": learned, "fixed": {c: fixed(bank, c) for c in bank.canvases}, "oracle": oracle,
-            "random": random, "selector_params_m": policy.params / 1e6,
+    cheaper = [c for c in bank.canvases if points[c]["gflops"] <= learned["gflops"] + 1e-12]
+    best_fixed = max(cheaper, key=lambda c: points[c]["acc1"]) if cheaper else None
+    largest = points[bank.canvases[-1]]["acc1"]
+    return {"policy": learned, "fixed": points, "oracle": oracle, "random": random,
+            "selector_params_m": selector.params / 1e6,
             "headroom": {"random_acc1": random["acc1"], "oracle_acc1_at_same_cost": ceiling,
                          "captured": (learned["acc1"] - random["acc1"]) / gap if gap > 0 else None,
-                         "acc1_vs_largest": learned["acc1"] - full["acc1"],
-                         "oracle_acc1_vs_largest": oracle["acc1"] - full["acc1"]}}
+                         "best_fixed_canvas": best_fixed,
+                         "vs_best_fixed": learned["acc1"] - points[best_fixed]["acc1"] if best_fixed else None,
+                         "acc1_vs_largest": learned["acc1"] - largest, "oracle_acc1_vs_largest": oracle["acc1"] - largest}}

@@ -1,26 +1,34 @@
-"""``sketchdown select``: banks for train/validation/test, REINFORCE on train, selection on validation, test once.
+"""``sketchdown select``: banks for train/validation/test, a selector fitted on train (REINFORCE for the policies,
+logistic heads for the cascade), selection on validation, test once.
 
-The policy never sees the test split while training: train and validation are the student's own split of the
-train set (``split_by_photo(val_fraction, seed=0)``, as ``train.triplet.build_sets`` holds it out).
+The selector never sees the test split while training: train and validation are the student's own split of the
+train set (``split_by_photo(val_fraction, seed=0)``, as ``train.triplet.build_sets`` holds it out). A student ranks
+its own training sketches first at nearly every canvas, so their rewards say little about which canvas a new
+sketch needs; with ``crossfit`` the train bank comes from cross-fitting runs instead, each fold's sketches scored by
+the run that did not train on them.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import asdict
+from dataclasses import asdict, fields
 from pathlib import Path
 
 import torch
 
+from ..config import build
 from ..data.datasets import RetrievalSet, load_set
-from ..errors import SketchdownError
-from ..files import write_json
+from ..errors import InputError, SketchdownError
+from ..files import checkpoint_path, write_json
 from ..models.artifact import load_model
-from ..models.embed import Model
+from ..models.embed import Model, read_checkpoint
 from ..train.loop import Run
+from ..train.configs import DistillConfig, TrainConfig
+from ..train.triplet import held_out_fold
 from .bank import Bank, cached_bank
-from .policy import CanvasPolicy, create_policy, save_policy
-from .reinforce import SelectConfig, report, train_policy
+from .cascade import CascadeConfig, fit_cascade
+from .policy import Selector, create_policy, save_policy
+from .reinforce import SelectConfig, decide, outcome, report, train_policy
 
 
 def head(rset: RetrievalSet, n: int) -> RetrievalSet:
@@ -39,24 +47,64 @@ def split_sets(cfg: SelectConfig) -> dict[str, RetrievalSet]:
     return {k: head(v, cfg.limit) for k, v in sets.items()} if cfg.limit else sets
 
 
+def fold_config(run: str | Path) -> TrainConfig:
+    """The config a cross-fitting run was trained with (from its checkpoint)."""
+    path = checkpoint_path(run)
+    values = read_checkpoint(path).get("config")
+    if not isinstance(values, dict):
+        raise InputError(path, "the checkpoint records no training config")
+    cls = DistillConfig if values.get("teacher") else TrainConfig
+    cfg = build(cls, {k: v for k, v in values.items() if k in {f.name for f in fields(cls)}}, str(path))
+    if not cfg.folds:
+        raise InputError(path, "not a cross-fitting run (train it with --folds K --fold I)")
+    return cfg
+
+
 def banks_for(cfg: SelectConfig, student: Model, folder: str | Path,
               progress: bool = True) -> dict[str, Bank]:
-    """The student's bank of each split, reused from ``folder`` when it was made from the same student and data."""
-    return {name: cached_bank(Path(folder) / f"{name}.pt", student, rset, tuple(cfg.canvases), cfg.photo_size,
-                              cfg.raster_method, progress)
-            for name, rset in split_sets(cfg).items()}
+    """The student's bank of each split, reused from ``folder`` when it was made from the same student and data.
+
+    With ``cfg.crossfit`` the train bank is made of the fold runs' banks instead: each fold's sketches scored by the
+    run that left them out, so no reward comes from a sketch its student trained on.
+    """
+    folder = Path(folder)
+    banks = {name: cached_bank(folder / f"{name}.pt", student, rset, tuple(cfg.canvases), cfg.photo_size,
+                               cfg.raster_method, progress)
+             for name, rset in split_sets(cfg).items() if not (cfg.crossfit and name == "train")}
+    if cfg.crossfit:
+        folds = []
+        for run in cfg.crossfit:
+            fold_cfg = fold_config(run)
+            rset = held_out_fold(fold_cfg)
+            if cfg.limit:
+                rset = head(rset, cfg.limit)
+            folds.append(cached_bank(folder / f"fold{fold_cfg.fold}of{fold_cfg.folds}.pt", load_model(run), rset,
+                                     tuple(cfg.canvases), cfg.photo_size, cfg.raster_method, progress))
+        banks["train"] = Bank.concat(folds, f"{folds[0].name.split(':fold')[0]}:crossfit")
+    return banks
 
 
 def fit_policy(cfg: SelectConfig, banks: dict[str, Bank],
-               log: Callable[[dict], None] | None = None) -> tuple[CanvasPolicy, dict]:
-    """A fresh policy (seeded by ``cfg.seed``) trained on the train bank, selected on the validation bank."""
+               log: Callable[[dict], None] | None = None) -> tuple[Selector, dict]:
+    """A fresh selector (seeded by ``cfg.seed``) fitted on the train bank and, for the learned policies, selected
+    on the validation bank (REINFORCE); a cascade's heads and threshold come from the train bank alone."""
     torch.manual_seed(cfg.seed)
-    policy = create_policy(cfg.policy_config())
+    config = cfg.policy_config()
+    if isinstance(config, CascadeConfig):
+        train = banks["train"]
+        cascade = fit_cascade(config, train.top_scores, train.ranks, train.student_gflops, cfg.lambda_flops)
+        val = outcome(banks["val"], decide(cascade, banks["val"]))
+        best = {"threshold": cascade.config.threshold, **{f"val_{k}": val[k] for k in ("acc1", "acc10", "gflops")}}
+        if log is not None:
+            log(best)
+        return cascade, best
+    policy = create_policy(config)
     return policy, train_policy(policy, banks["train"], banks["val"], cfg, log=log)
 
 
 def select(cfg: SelectConfig, out: str | Path, banks: str | Path | None = None, progress: bool = True) -> dict:
-    """Train a policy into the run folder ``out``: config.yaml, metrics.jsonl, best.pt (the policy), test.json."""
+    """Train a selector into the run folder ``out``: config.yaml, metrics.jsonl, best.pt (the selector),
+    test.json."""
     run = Run(out)
     if (run.path / "best.pt").exists():
         raise SketchdownError(f"{run.path} already holds a selector run; choose another --out")
@@ -65,6 +113,7 @@ def select(cfg: SelectConfig, out: str | Path, banks: str | Path | None = None, 
     bank = banks_for(cfg, student, banks or run.path / "banks", progress)
     policy, best = fit_policy(cfg, bank, log=run.log)
     save_policy(run.path / "best.pt", policy, config=asdict(cfg), best=best)
-    test = {"set": bank["test"].name, "student": cfg.student, **report(policy, bank["test"])}
+    test = {"set": bank["test"].name, "student": cfg.student, "train_bank": bank["train"].name,
+            **report(policy, bank["test"])}
     write_json(test, run.path / "test.json")
     return {"best": best, "test": test}

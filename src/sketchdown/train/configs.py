@@ -61,6 +61,10 @@ class TrainConfig:
     memory_format: str = field(default="auto", metadata={"help": "contiguous, channels_last or auto"})
     seed: int = field(default=0, metadata={"help": "seed for sampling, augmentation and init"})
     workers: int = field(default=0, metadata={"help": "data-loader worker processes"})
+    folds: int = field(default=0, metadata={"help": "cross-fitting: cut the training photos (after the validation "
+                                                    "hold-out) into this many folds and leave --fold out (0: off)"})
+    fold: int = field(default=0, metadata={"help": "the fold left out of training when --folds is set; its "
+                                                   "sketches are scored by this run for a selector's rewards"})
     limit: int | None = field(default=None, metadata={"help": "use only the first N training sketches (smoke runs)"})
     steps_per_epoch: int | None = field(default=None, metadata={"help": "cap on steps per epoch (smoke runs)"})
 
@@ -85,6 +89,9 @@ class TrainConfig:
             raise ValueError("the frozen-trunk cache serves shared towers only; use branches=shared or no cache")
         if self.branches not in BRANCHES:
             raise ValueError(f"branches must be one of {BRANCHES}")
+        if self.folds == 1 or (self.folds and not 0 <= self.fold < self.folds):
+            raise ValueError(f"folds must be 0 (off) or at least 2, with fold in [0, folds); got fold {self.fold} of "
+                             f"{self.folds}")
         if self.sketch_backbone and self.branches != "untied":
             raise ValueError("sketch_backbone needs branches=untied")
         resolve(self.precision, self.memory_format)  # raises on an unknown value

@@ -25,12 +25,14 @@ import torch
 import torch.nn.functional as F
 from torch.utils.data import Dataset
 
+from .. import pretrained
 from ..data.datasets import RetrievalSet, TripletDataset, item_seed
 from ..data.io import RASTER_SUFFIXES
 from ..errors import InputError, SketchdownError
 from ..losses import rkd_batch_loss, rkd_photo_loss, rkd_triplet_loss, triplet_loss
 from ..eval.evaluate import evaluate_canvases
 from ..files import checkpoint_path
+from ..models import artifact
 from ..models.embed import EmbeddingNet, EnsembleNet, Model, ModelConfig, TwinNet, load_model, read_checkpoint
 from ..models.precision import Precision, resolve
 from .cache import CachedTriplets, TrunkViews, trunk_views, validate_cached
@@ -40,8 +42,14 @@ from .triplet import build_sets, embedders
 
 
 def load_teacher(spec: str) -> tuple[Model, dict]:
-    """The frozen teacher and its training config (for its frozen blocks and canvas)."""
-    ckpt_path = checkpoint_path(spec)
+    """The frozen teacher and its training config (for its frozen blocks and canvas): a training run folder or
+    checkpoint, or a retriever artifact (a shipped name or a folder), whose settings give its canvas."""
+    folder, _ = pretrained.resolve(spec)
+    if artifact.is_artifact(folder):
+        art = artifact.read(folder, "retriever")
+        teacher = artifact.build_model(art).requires_grad_(False)
+        return teacher, {"eval_canvas": art.settings.get("canvas"), "backbone": teacher.config.backbone}
+    ckpt_path = checkpoint_path(folder)
     config = read_checkpoint(ckpt_path).get("config") or {}
     teacher = load_model(ckpt_path).requires_grad_(False)
     return teacher, config

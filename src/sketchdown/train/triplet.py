@@ -20,12 +20,20 @@ from .configs import TrainConfig
 from .loop import Run, ValidateFn, fit, test_best
 
 
-def build_sets(cfg: TrainConfig) -> tuple[RetrievalSet, RetrievalSet, RetrievalSet | None]:
-    """(train, validation, test). Validation is held out of train by photo; test is only read at the end."""
+def train_pool(cfg: TrainConfig) -> RetrievalSet:
+    """The union of the train splits of ``cfg.train_sets``, before anything is held out."""
     train = load_set(cfg.train_sets[0], "train", cfg.data)
     for name in cfg.train_sets[1:]:
         train = train.concat(load_set(name, "train", cfg.data))
-    train, val = train.split_by_photo(cfg.val_fraction, seed=0)  # fixed split: comparable across seeds
+    return train
+
+
+def build_sets(cfg: TrainConfig) -> tuple[RetrievalSet, RetrievalSet, RetrievalSet | None]:
+    """(train, validation, test). Validation is held out of train by photo (and with ``folds``, one fold more);
+    test is only read at the end."""
+    train, val = train_pool(cfg).split_by_photo(cfg.val_fraction, seed=0)  # fixed split: comparable across seeds
+    if cfg.folds:  # cross-fitting: the left-out fold's sketches are scored by this run, so it never sees them
+        train = train.fold_split(cfg.fold, cfg.folds)[0]
     if cfg.limit:
         train = RetrievalSet(train.name, train.sketches[: cfg.limit], train.targets[: cfg.limit], train.photos,
                              train.categories)
@@ -35,6 +43,18 @@ def build_sets(cfg: TrainConfig) -> tuple[RetrievalSet, RetrievalSet, RetrievalS
     except SketchdownError:
         test = None
     return train, val, test
+
+
+def held_out_fold(cfg: TrainConfig) -> RetrievalSet:
+    """The sketches a cross-fitting run (``folds``) left out of its training, each to be ranked among every photo
+    of its train sets (a gallery the size of the real one, not just the fold's photos)."""
+    if not cfg.folds:
+        raise SketchdownError("not a cross-fitting run: it was trained without --folds")
+    pool = train_pool(cfg)
+    held = pool.split_by_photo(cfg.val_fraction, seed=0)[0].fold_split(cfg.fold, cfg.folds)[1]
+    index = {p.resolve(): i for i, p in enumerate(pool.photos)}
+    return RetrievalSet(f"{pool.name}:fold{cfg.fold}of{cfg.folds}", held.sketches,
+                        [index[held.photos[t].resolve()] for t in held.targets], list(pool.photos), pool.categories)
 
 
 def embedders(model: Model, from_block: int):
