@@ -1,6 +1,7 @@
 """Render every results table from its JSON: ``results/<dataset>.md`` and the README blocks ``results:<dataset>``,
 the README's list of shipped models (block ``models``, from their manifests), its table of input limits (block
-``limits``, from ``sketchdown.limits``) and the hostile-input run (block ``fuzz``, from ``results/fuzz.json``).
+``limits``, from ``sketchdown.limits``), the hostile-input run (block ``fuzz``, from ``results/fuzz.json``) and the
+server's load test (block ``serve-load``).
 
 The one place that writes tables into README.md (the library never does). Every benchmark that changes
 ``results/<dataset>.json`` calls ``render`` at its end; run it alone to re-render after editing by hand:
@@ -57,6 +58,8 @@ def render(results: Path = Path("results"), readme: Path = Path("README.md")) ->
     replace_block(readme, "limits", limits_table())
     if (results / "fuzz.json").is_file():
         replace_block(readme, "fuzz", fuzz_table(json.loads((results / "fuzz.json").read_text())))
+    if (results / "serve-load.json").is_file():
+        replace_block(readme, "serve-load", serve_load_table(json.loads((results / "serve-load.json").read_text())))
     return written
 
 
@@ -83,6 +86,21 @@ def fuzz_table(summary: dict) -> str:
                   f"memory of the whole run {summary['peak_rss_mb']:.0f} MB."]
     lines += [f"- {f['target']}: {f['outcome']} {f['detail']}" for f in summary["findings"][:50]]
     return "\n".join(lines)
+
+
+def serve_load_table(r: dict) -> str:
+    """The load test of the search server (``benchmarks/serve_load.py``)."""
+    m = r["meta"]
+    return "\n".join([
+        f"{r['clients']} concurrent clients x {r['requests'] // r['clients']} searches against `sketchdown serve` on "
+        f"127.0.0.1 ({m['model']}, {m['photos']} Shoe-V1 test photos, stroke JSON of the {m['sketches']} traced "
+        f"test sketches, k = {m['k']}; {m['cores']} cores):", "",
+        "| requests | errors | throughput | latency p50 / p95 / p99 (client) | search p50 / p95 (server) | clean "
+        "shutdown |", "|---:|---:|---:|---:|---:|---|",
+        f"| {r['requests']} | {r['errors']} | {r['throughput_rps']:.1f} searches/s | "
+        f"{r['latency_ms']['p50']:.0f} / {r['latency_ms']['p95']:.0f} / {r['latency_ms']['p99']:.0f} ms | "
+        f"{r['server_search_ms']['p50']:.1f} / {r['server_search_ms']['p95']:.1f} ms | "
+        f"{'yes' if r['clean_shutdown'] else 'NO'} |", "", f"`{m['command']}`"])
 
 
 def models_table() -> str:

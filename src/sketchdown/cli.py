@@ -38,6 +38,7 @@ typical use:
   sketchdown index photos/ -o catalogue.idx --model teacher-chairs  index a photo catalogue (re-run: updates)
   sketchdown search catalogue.idx sketch.png -k 10 [--json]          top photos for a sketch
   sketchdown search catalogue.idx sketches/ a.svg --sheet top.png    several sketches, a contact sheet each
+  sketchdown serve --index catalogue.idx                            draw-and-search page at http://127.0.0.1:8000/
   sketchdown export-onnx --model runs/direct-shoes -o model.onnx     checked against torch
   sketchdown bench --teacher RUN --v1 RUN --v2 SELECTOR_RUN          query latency at catalogue scale
 
@@ -481,7 +482,7 @@ def add_search(sub: argparse._SubParsersAction) -> None:
     def run(a: argparse.Namespace) -> int:
         from .data.io import read_sketch_item
         from .files import write_atomic
-        from .retrieval import Index, load
+        from .retrieval.index import open_catalogue
         from .retrieval.sheet import contact_sheet
 
         single = len(a.sketches) == 1 and not a.sketches[0].is_dir()
@@ -491,22 +492,8 @@ def add_search(sub: argparse._SubParsersAction) -> None:
         sheets: list[Path | None] = [None] * len(files)
         if a.sheet:
             sheets = [a.sheet] if single else sheet_paths(a.sheet, files)
-        if a.index.is_dir():  # a photo folder: indexed in memory with --model, for a one-off search
-            if not a.model:
-                raise SketchdownError(f"{a.index} is a photo folder: pass --model to index it with")
-            model = load(a.model, canvas=a.canvas, selector=a.selector or (False if a.canvas else None),
-                         engine=a.engine, onnx=a.onnx)
-            index = Index.build(model, a.index, progress=True)
-        else:
-            index = Index.load(a.index)
-            info = index.model
-            if not (a.model or info["source"]):
-                raise SketchdownError(f"{a.index}: built with a model made in memory; pass --model")
-            # the index's selector, unless one is given or --canvas asks for a fixed canvas (never dropped silently)
-            selector = a.selector or (False if a.canvas else index.recorded_selector())
-            model = load(a.model or info["source"], canvas=a.canvas or info["canvas"], photo_size=info["photo_size"],
-                         raster_method=info.get("raster_method"), selector=selector, engine=a.engine, onnx=a.onnx)
-            index.attach(model)
+        index = open_catalogue(a.index, a.model, a.canvas, a.selector, a.engine, a.onnx, progress=True)
+        model = index.encoder
         docs, failed = [], 0
         for path, sheet in zip(files, sheets):
             try:
@@ -637,8 +624,51 @@ def add_select(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(run=run)
 
 
+def add_serve(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("serve", help="the draw-and-search web page and JSON API over catalogues",
+                       description="Serve the draw-and-search page at http://HOST:PORT/ and the JSON API (OpenAPI "
+                                   "page at /docs): POST /search with stroke JSON or an uploaded PNG/SVG/JSON "
+                                   "file, GET /photos/{i} thumbnails of indexed photos, GET /health, GET "
+                                   "/catalogues. Each --index is an index file, searched with the model it "
+                                   "records (or --model), or a photo folder indexed at start with --model. Bound "
+                                   "to 127.0.0.1 unless --host says otherwise; Ctrl-C (SIGINT) or SIGTERM stops "
+                                   "it cleanly.")
+    p.add_argument("--index", type=Path, nargs="+", required=True, metavar="INDEX",
+                   help="index files or photo folders; each is one catalogue, named by its file or folder name")
+    p.add_argument("--model", help="the model to search with (photo folders need one): " + MODEL_HELP)
+    p.add_argument("--name", nargs="+", help="a name per --index shown in the page (default: file or folder name)")
+    p.add_argument("--host", default="127.0.0.1", help="interface to bind (default 127.0.0.1: this machine only)")
+    p.add_argument("--port", type=whole(0), default=8000, help="port (default 8000; 0 picks a free one)")
+    p.add_argument("--max-body", type=whole(1), default=None, help="largest request body in bytes (default 2 MB)")
+
+    def run(a: argparse.Namespace) -> None:
+        import signal
+
+        import uvicorn
+
+        from .retrieval.index import open_catalogue
+        from .serve.app import MAX_BODY, Catalogue, create_app
+
+        if a.name and len(a.name) != len(a.index):
+            raise SketchdownError(f"{len(a.name)} names for {len(a.index)} catalogues; give one --name per --index")
+        names = a.name or [p.stem if p.is_file() else p.name for p in a.index]
+        if len(set(names)) != len(names):
+            raise SketchdownError(f"two catalogues would share a name ({', '.join(names)}); rename one")
+        catalogues = [Catalogue(name, open_catalogue(path, a.model, progress=True))
+                      for name, path in zip(names, a.index)]
+        app = create_app(catalogues, a.max_body or MAX_BODY)
+        # uvicorn shuts down gracefully on SIGINT/SIGTERM and then re-raises the signal: end with status 0 then
+        signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
+        try:
+            uvicorn.run(app, host=a.host, port=a.port, log_level="info", access_log=False)
+        except KeyboardInterrupt:
+            pass
+
+    p.set_defaults(run=run)
+
+
 COMMANDS = (add_train, add_ensemble, add_distill, add_export, add_select, add_evaluate, add_flops, add_render,
-            add_weights, add_backbones, add_limits, add_models, add_index, add_search, add_export_onnx, add_bench)
+            add_weights, add_backbones, add_limits, add_models, add_index, add_search, add_serve, add_export_onnx, add_bench)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -59,8 +59,9 @@ class Results(list):
     """
 
     def __init__(self, hits: list[Hit], canvas: int, confidence: float | None, canvases: tuple[int, ...] = (),
-                 gflops: float | None = None) -> None:
+                 gflops: float | None = None, ids: list[int] | None = None) -> None:
         super().__init__(hits)
+        self.ids = ids or []  # each hit's number in the index (``Index.photo(i)``)
         self.canvas, self.confidence = canvas, confidence
         self.canvases = canvases or (canvas,)  # every canvas computed (a cascade may look at several)
         self.gflops = gflops  # the paper's cost of the query: the sketch tower at each canvas, plus the selector
@@ -332,10 +333,11 @@ class Index:
             raise SketchdownError(f"k must be at least 1, got {k}")
         query = self.encoder.query(sketch, search=lambda v: tuple(a[0] for a in self.search_vectors(v, max(k, TOP))))
         top, ids = query.probe.top[:k], query.probe.ids[:k]
-        hits = [Hit(self.photo(int(i)), float(s)) for s, i in zip(top, ids) if i >= 0]
-        top1 = hits[0].score if hits else float("-inf")
-        return Results(hits, query.canvas, confidence(top1, self.encoder.info.get("calibration")), query.canvases,
-                       query.gflops)
+        found = [(int(i), float(s)) for s, i in zip(top, ids) if i >= 0]
+        top1 = found[0][1] if found else float("-inf")
+        return Results([Hit(self.photo(i), s) for i, s in found], query.canvas,
+                       confidence(top1, self.encoder.info.get("calibration")), query.canvases, query.gflops,
+                       [i for i, _ in found])
 
     def search_vectors(self, queries: np.ndarray, k: int = 10) -> tuple[np.ndarray, np.ndarray]:
         """faiss search for query vectors (D or Q x D): scores and photo indices, Q x min(k, len)."""
@@ -423,3 +425,29 @@ def build_file(model: Retriever | str | Path, photos: str | Path | Sequence[str 
     index.save(out)
     shutil.rmtree(partial, ignore_errors=True)
     return index
+
+
+def open_catalogue(path: str | Path, model: str | Path | None = None, canvas: int | None = None,
+                   selector: str | Path | None = None, engine: str = "torch", onnx: str | Path | None = None,
+                   progress: bool = False) -> Index:
+    """An index ready to search: an index file with the model it records (or ``model``, which must serve it), or a
+    photo folder indexed in memory with ``model``.
+
+    The index's canvas selector is used unless ``selector`` names another or ``canvas`` asks for a fixed canvas
+    (a recorded selector is never dropped silently).
+    """
+    path = Path(path)
+    if path.is_dir():  # a photo folder: indexed in memory, for a one-off search or a demo server
+        if not model:
+            raise SketchdownError(f"{path} is a photo folder: give a model to index it with")
+        retriever = load(model, canvas=canvas, selector=selector or (False if canvas else None), engine=engine,
+                         onnx=onnx)
+        return Index.build(retriever, path, progress=progress)
+    index = Index.load(path)
+    info = index.model
+    if not (model or info["source"]):
+        raise SketchdownError(f"{path}: built with a model made in memory; give the model to search with")
+    chosen = selector or (False if canvas else index.recorded_selector())
+    retriever = load(model or info["source"], canvas=canvas or info["canvas"], photo_size=info["photo_size"],
+                     raster_method=info.get("raster_method"), selector=chosen, engine=engine, onnx=onnx)
+    return index.attach(retriever)
