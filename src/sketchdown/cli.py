@@ -237,6 +237,8 @@ def _add_run_command(sub: argparse._SubParsersAction, name: str, config_cls: typ
         module, function = train_fn.split(":")
         result = getattr(importlib.import_module(module, __package__), function)(cfg, out, resume=bool(a.resume))
         best = result["best"]
+        if best is None:  # a torchrun rank other than 0: rank 0 reports
+            return
         print(f"best epoch {best['epoch'] + 1}: val acc@1 {best['val_acc1']:.2f}; checkpoint {out / 'best.pt'}")
         for m in result["test"]:
             print(f"test {m['set']} canvas {m['canvas']}: acc@1 {m['acc1']:.2f}  acc@5 {m['acc5']:.2f}  "

@@ -12,21 +12,21 @@ MINING = ("random", "semihard", "hard")
 
 
 def triplet_loss(sketch: torch.Tensor, positive: torch.Tensor, negative: torch.Tensor, targets: torch.Tensor,
-                 negative_targets: torch.Tensor, margin: float = 0.2, mining: str = "random") -> torch.Tensor:
+                 negative_targets: torch.Tensor, margin: float = 0.2, mining: str = "random",
+                 pool: tuple[torch.Tensor, torch.Tensor] | None = None) -> torch.Tensor:
     """max(0, m + d(s, p+) - d(s, p-)), averaged over the batch.
 
     ``random`` uses each sketch's sampled negative photo. ``hard`` and ``semihard`` pick, per sketch, a negative
-    among every photo in the batch (positives and sampled negatives) whose identity differs from its own:
-    ``hard`` the closest, ``semihard`` the closest that is still farther than the positive (FaceNet), falling
-    back to the hardest when none is.
+    among every photo in the batch (positives and sampled negatives, or ``pool``: photos and their ids, e.g. every
+    rank's) whose identity differs from its own: ``hard`` the closest, ``semihard`` the closest that is still
+    farther than the positive (FaceNet), falling back to the hardest when none is.
     """
     if mining not in MINING:
         raise ValueError(f"unknown mining {mining!r}; choose one of {', '.join(MINING)}")
     d_pos = (sketch - positive).norm(dim=1)
     if mining == "random":
         return F.relu(margin + d_pos - (sketch - negative).norm(dim=1)).mean()
-    photos = torch.cat([positive, negative])
-    ids = torch.cat([targets, negative_targets])
+    photos, ids = pool if pool is not None else (torch.cat([positive, negative]), torch.cat([targets, negative_targets]))
     dist = torch.cdist(sketch, photos)
     inf = torch.finfo(dist.dtype).max
     valid = ids[None, :] != targets[:, None]

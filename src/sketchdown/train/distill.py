@@ -37,8 +37,9 @@ from ..models.embed import EmbeddingNet, EnsembleNet, Model, ModelConfig, TwinNe
 from ..models.precision import Precision, resolve
 from .cache import CachedTriplets, TrunkViews, trunk_views, validate_cached
 from .configs import DistillConfig
-from .loop import Run, fit, test_best
-from .triplet import build_sets, embedders
+from . import distributed
+from .loop import Run, fit, start_run, test_best
+from .triplet import build_sets, embedders, photo_pool
 
 
 def load_teacher(spec: str) -> tuple[Model, dict]:
@@ -166,18 +167,19 @@ def distill_step(cfg: DistillConfig, from_block: int, teacher: Model, teacher_ca
         embed_sketch, embed = embedders(model, from_block)
         pos, neg = embed(batch["positive"]), embed(batch["negative"])
         t = teacher_of(batch, pos, neg)
+        pool = photo_pool(batch, pos, neg)  # every rank's photos under torchrun, with their gradients
+        t_photos = distributed.gather(torch.cat([t["positive"], t["negative"]]))
         tri_terms, rkd_terms, direct_terms = [], [], []
         for c in cfg.canvases:
             sk = embed_sketch(batch["sketch"][c])
             if shared_space:
                 direct_terms.append((sk - t["sketch"]).pow(2).sum(1).mean())
             tri_terms.append(triplet_loss(sk, pos, neg, batch["target"], batch["negative_index"], cfg.margin,
-                                          cfg.mining))
+                                          cfg.mining, pool))
             if cfg.relation == "triplet":
                 rkd_terms.append(rkd_triplet_loss(sk, pos, neg, t["sketch"], t["positive"], t["negative"], cfg.beta))
             else:
-                rkd_terms.append(rkd_batch_loss(sk, torch.cat([pos, neg]), t["sketch"],
-                                                torch.cat([t["positive"], t["negative"]]), cfg.beta))
+                rkd_terms.append(rkd_batch_loss(sk, pool[0], t["sketch"], t_photos, cfg.beta))
         tri, rkd = torch.stack(tri_terms).mean(), torch.stack(rkd_terms).mean()
         logs = {"triplet": tri.item(), "rkd": rkd.item()}
         if direct_terms:
@@ -218,9 +220,7 @@ def distill(cfg: DistillConfig, out: str | Path, resume: bool = False, progress:
     if cfg.cache_views and not teacher.shared:
         raise SketchdownError("cached views need a teacher whose sketch and photo towers are one network; this "
                               "teacher has untied towers: distil without --cache-views (every layer trains)")
-    run = Run(out)
-    if not resume:
-        run.start(cfg)
+    run = start_run(cfg, out, resume)
     torch.manual_seed(cfg.seed)
     student = asymmetric_student(cfg, teacher) if cfg.photo_tower == "teacher" else cfg.build_model()
     train_set, val_set, test_set = build_sets(cfg)
@@ -232,7 +232,7 @@ def distill(cfg: DistillConfig, out: str | Path, resume: bool = False, progress:
         best = fit(student, distill_step(cfg, 0, teacher, teacher_canvas), ds,
                    lambda m: validate_canvases(m, val_set, cfg.canvases, cfg, precision=precision), cfg, run,
                    resume=resume, progress=progress)
-        return {"best": best, "test": _test(run, test_set, cfg)}
+        return {"best": best, "test": _test(run, test_set, cfg) if distributed.is_main() else []}
     k, v = cfg.freeze_blocks, cfg.cache_views
 
     def views_of(net: EmbeddingNet, blocks: int, rset: RetrievalSet, canvases: tuple[int, ...], n: int,

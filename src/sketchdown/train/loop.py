@@ -1,6 +1,8 @@
 """The training loop every trainer shares: run folder, AdamW with warm-up + cosine, validation-based model
 selection, best/last checkpoints and exact resume.
 
+Under ``torchrun`` the same loop trains data-parallel (``distributed``): rank 0 owns the run folder.
+
 A run folder holds ``config.yaml`` (the resolved config, seed included), ``command.txt``, ``metrics.jsonl`` (one
 record per epoch), ``last.pt`` (everything needed to resume) and ``best.pt`` (the weights with the best validation
 acc@1, ties broken by mean rank). Resume is exact: each epoch seeds its own randomness from (seed, epoch), and
@@ -21,7 +23,8 @@ from pathlib import Path
 
 import torch
 from torch import nn
-from torch.utils.data import DataLoader, Dataset, RandomSampler
+from torch.utils.data import DataLoader, Dataset
+from torch.utils.data.distributed import DistributedSampler
 from tqdm import tqdm
 
 from ..config import write_yaml
@@ -31,6 +34,7 @@ from ..eval.evaluate import evaluate_canvases
 from ..files import make_folder, write_json
 from ..models.embed import Model, read_checkpoint, save_checkpoint
 from ..models.precision import resolve
+from . import distributed
 
 StepFn = Callable[[Model, dict], tuple[torch.Tensor, dict[str, float]]]
 ValidateFn = Callable[[Model], dict]
@@ -79,6 +83,17 @@ class Run:
         return [json.loads(line) for line in path.read_text().splitlines() if line] if path.exists() else []
 
 
+def start_run(config, out: str | Path, resume: bool) -> Run:
+    """The run folder of a new or resumed run; under torchrun, rank 0 makes it and every rank joins the process
+    group first."""
+    distributed.init()
+    run = Run(out)
+    if not resume and distributed.is_main():
+        run.start(config)
+    distributed.barrier()
+    return run
+
+
 def fit(model: Model, step_fn: StepFn, train_ds: Dataset, validate: ValidateFn, config, run: Run,
         resume: bool = False, progress: bool = True) -> dict:
     """Train ``model`` with ``step_fn`` for ``config.epochs``; returns the best validation record.
@@ -93,11 +108,16 @@ def fit(model: Model, step_fn: StepFn, train_ds: Dataset, validate: ValidateFn, 
     frozen += [t for t in model.towers.values() if not any(p.requires_grad for p in t.parameters())]
     params = [p for p in model.parameters() if p.requires_grad]
     opt = torch.optim.AdamW(params, lr=config.lr, weight_decay=config.weight_decay)
-    steps = len(train_ds) // config.batch_size
+    sampler = DistributedSampler(train_ds, num_replicas=distributed.world(), rank=distributed.rank(), shuffle=True,
+                                 seed=item_seed(config.seed), drop_last=True)
+    steps = len(sampler) // config.batch_size
     if config.steps_per_epoch:
         steps = min(steps, config.steps_per_epoch)
     if steps == 0:
-        raise SketchdownError(f"{len(train_ds)} training sketches do not fill one batch of {config.batch_size}")
+        raise SketchdownError(f"{len(train_ds)} training sketches do not fill one batch of {config.batch_size} "
+                              f"on each of {distributed.world()} processes")
+    precision.prepare(model)  # the memory format is set before DDP sees the parameters
+    train_step = distributed.wrap(model, step_fn)
     total, warmup = steps * config.epochs, max(1, round(config.warmup_epochs * steps))
     start, best = 0, None
     if resume:
@@ -105,32 +125,39 @@ def fit(model: Model, step_fn: StepFn, train_ds: Dataset, validate: ValidateFn, 
         model.load_state_dict(ckpt["state_dict"])
         opt.load_state_dict(ckpt["optimizer"])
         start, best = ckpt["epoch"] + 1, ckpt["best"]
-        run.truncate(start)  # drop records of an epoch that was logged but never checkpointed
+        if distributed.is_main():
+            run.truncate(start)  # drop records of an epoch that was logged but never checkpointed
+        distributed.barrier()
     for epoch in range(start, config.epochs):
         t0 = time.time()
         torch.manual_seed(item_seed(config.seed, epoch, -1))  # dropout etc.: same stream with or without resume
         train_ds.set_epoch(epoch)
-        sampler = RandomSampler(train_ds, generator=torch.Generator().manual_seed(item_seed(config.seed, epoch)))
+        sampler.set_epoch(epoch)  # one permutation per epoch, whatever the ranks; each rank takes its shard
         loader = DataLoader(train_ds, batch_size=config.batch_size, sampler=sampler, drop_last=True,
                             num_workers=config.workers)
         precision.prepare(model.train())  # validation may have put the weights in its own memory format
         for block in frozen:
             block.eval()
         losses: dict[str, float] = {}
-        bar = tqdm(loader, total=steps, desc=f"epoch {epoch + 1}/{config.epochs}", leave=False, disable=not progress)
+        bar = tqdm(loader, total=steps, desc=f"epoch {epoch + 1}/{config.epochs}", leave=False,
+                   disable=not progress or not distributed.is_main())
         for i, batch in enumerate(bar):
             if i == steps:
                 break
             for group in opt.param_groups:
                 group["lr"] = lr_at(epoch * steps + i, total, warmup, config.lr)
             with precision.autocast():
-                loss, logs = step_fn(model, batch)
+                loss, logs = train_step(batch)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
             for k, v in {"loss": loss.item(), **logs}.items():
                 losses[k] = losses.get(k, 0.0) + v / steps
             bar.set_postfix(loss=f"{loss.item():.4f}")
+        losses = distributed.mean_over_ranks(losses)
+        if not distributed.is_main():  # rank 0 validates, logs and checkpoints; the others wait for it
+            distributed.barrier()
+            continue
         val = validate(model)
         record = {"epoch": epoch, **{f"train_{k}": v for k, v in losses.items()},
                   **{f"val_{k}": v for k, v in val.items() if isinstance(v, (int, float))},
@@ -145,6 +172,7 @@ def fit(model: Model, step_fn: StepFn, train_ds: Dataset, validate: ValidateFn, 
             save_checkpoint(run.path / "best.pt", model, config=asdict(config), epoch=epoch, val=val)
         save_checkpoint(run.path / "last.pt", model, config=asdict(config), epoch=epoch, best=best,
                         optimizer=opt.state_dict())
+        distributed.barrier()
     return best
 
 

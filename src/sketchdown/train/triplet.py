@@ -17,7 +17,8 @@ from ..models.embed import EmbeddingNet, Model
 from ..models.precision import resolve
 from .cache import CachedTriplets, trunk_views, validate_cached
 from .configs import TrainConfig
-from .loop import Run, ValidateFn, fit, test_best
+from . import distributed
+from .loop import Run, ValidateFn, fit, start_run, test_best
 
 
 def train_pool(cfg: TrainConfig) -> RetrievalSet:
@@ -66,14 +67,22 @@ def embedders(model: Model, from_block: int):
     return (lambda x: model.encode_sketch(x).float()), (lambda x: model.encode_photo(x).float())
 
 
+def photo_pool(batch: dict, pos: torch.Tensor, neg: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """The in-batch photos negatives are mined from, with their gallery ids: this batch's positives and negatives,
+    and under torchrun every rank's (gathered with their gradients)."""
+    return (distributed.gather(torch.cat([pos, neg])),
+            distributed.gather(torch.cat([batch["target"], batch["negative_index"]])))
+
+
 def triplet_step(cfg: TrainConfig, from_block: int = 0):
     """The per-batch loss: triplet loss averaged over the sketch canvases."""
 
     def step(model: Model, batch: dict) -> tuple[torch.Tensor, dict[str, float]]:
         sketch, photo = embedders(model, from_block)
         pos, neg = photo(batch["positive"]), photo(batch["negative"])
+        pool = photo_pool(batch, pos, neg)
         losses = [triplet_loss(sketch(batch["sketch"][c]), pos, neg, batch["target"], batch["negative_index"],
-                               cfg.margin, cfg.mining) for c in cfg.canvases]
+                               cfg.margin, cfg.mining, pool) for c in cfg.canvases]
         return torch.stack(losses).mean(), {}
 
     return step
@@ -99,14 +108,12 @@ def training_data(cfg, model: EmbeddingNet, train_set: RetrievalSet, val_set: Re
 
 def train(cfg: TrainConfig, out: str | Path, resume: bool = False, progress: bool = True) -> dict:
     """Train (or resume) a triplet run in ``out``; returns best validation record and test metrics."""
-    run = Run(out)
-    if not resume:
-        run.start(cfg)
+    run = start_run(cfg, out, resume)
     torch.manual_seed(cfg.seed)
     model = cfg.build_model()
     train_set, val_set, test_set = build_sets(cfg)
     ds, validate, from_block = training_data(cfg, model, train_set, val_set, progress)
     best = fit(model, triplet_step(cfg, from_block), ds, validate, cfg, run, resume=resume, progress=progress)
     canvases = tuple(sorted({cfg.eval_canvas, *cfg.canvases, *cfg.test_canvases}))
-    test = test_best(run, test_set, canvases, cfg) if test_set else []
+    test = test_best(run, test_set, canvases, cfg) if test_set and distributed.is_main() else []
     return {"best": best, "test": test}
