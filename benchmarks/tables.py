@@ -1,7 +1,7 @@
 """Render every results table from its JSON: ``results/<dataset>.md`` and the README blocks ``results:<dataset>``,
 the README's list of shipped models (block ``models``, from their manifests), its table of input limits (block
 ``limits``, from ``sketchdown.limits``), the hostile-input run (block ``fuzz``, from ``results/fuzz.json``) and the
-server's load test (block ``serve-load``).
+server's load test (block ``serve-load``) and search at catalogue scale (block ``scale``).
 
 The one place that writes tables into README.md (the library never does). Every benchmark that changes
 ``results/<dataset>.json`` calls ``render`` at its end; run it alone to re-render after editing by hand:
@@ -58,6 +58,8 @@ def render(results: Path = Path("results"), readme: Path = Path("README.md")) ->
     replace_block(readme, "limits", limits_table())
     if (results / "fuzz.json").is_file():
         replace_block(readme, "fuzz", fuzz_table(json.loads((results / "fuzz.json").read_text())))
+    if (results / "scale.json").is_file():
+        replace_block(readme, "scale", scale_table(json.loads((results / "scale.json").read_text())))
     if (results / "serve-load.json").is_file():
         replace_block(readme, "serve-load", serve_load_table(json.loads((results / "serve-load.json").read_text())))
     return written
@@ -101,6 +103,23 @@ def serve_load_table(r: dict) -> str:
         f"{r['latency_ms']['p50']:.0f} / {r['latency_ms']['p95']:.0f} / {r['latency_ms']['p99']:.0f} ms | "
         f"{r['server_search_ms']['p50']:.1f} / {r['server_search_ms']['p95']:.1f} ms | "
         f"{'yes' if r['clean_shutdown'] else 'NO'} |", "", f"`{m['command']}`"])
+
+
+def scale_table(r: dict) -> str:
+    """Exact search against IVF-PQ at catalogue scale (``benchmarks/scale.py``)."""
+    m = r["meta"]
+    lines = [f"{m['vectors']:,} photo vectors ({m['dim']} dimensions, embedded by `{m['model']}`: the "
+             f"{m['queries']} real Shoe-V1 test photos, then the {m['base_photos']:,} ShoeV2 photos tiled with "
+             f"noise of norm {m['noise']}), searched with the {m['queries']} Shoe-V1 test sketches, batch 1, "
+             f"{m['threads']} threads:", "",
+             "| structure | build (s) | bytes / photo | nprobe | recall@10 vs exact | true photo acc@1 / @10 | "
+             "query ms (median / p95) |", "|---|---:|---:|---:|---:|---:|---:|"]
+    for row in r["rows"]:
+        for i, p in enumerate(row["probes"]):
+            head = f"| {row['structure']} | {row['build_s']:.0f} | {row['bytes_per_photo']:,.1f}" if i == 0 else "| | |"
+            lines.append(f"{head} | {p['nprobe'] or ''} | {p['recall10']:.3f} | {p['acc1']:.2f} / {p['acc10']:.2f} "
+                         f"| {p['median_ms']:.2f} / {p['p95_ms']:.2f} |")
+    return "\n".join(lines + ["", f"`{m['command']}`"])
 
 
 def models_table() -> str:

@@ -428,8 +428,12 @@ def test_concurrent_first_searches_load_the_model_once(tmp_path, monkeypatch):
     class Fake:
         identity, info = "x" * 64, {}
 
-        def query(self, sketch):
-            return np.eye(1, 4, dtype=np.float32)[0], 8
+        def query(self, sketch, search=None):
+            from sketchdown.retrieval.encoder import Query
+            from sketchdown.select.probe import Probe
+
+            vector = np.eye(1, 4, dtype=np.float32)[0]
+            return Query(Probe(8, vector, *search(vector)), (8,), 0.001)
 
     def slow_load(*a, **k):
         loads.append(1)

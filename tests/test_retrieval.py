@@ -10,7 +10,8 @@ from PIL import Image
 import sketchdown
 from sketchdown.data.sketch import Sketch
 from sketchdown.errors import InputError, SketchdownError
-from sketchdown.retrieval import Index, ModelMismatchError, Retriever, as_sketch, index as index_module, recall_at_k
+from sketchdown.retrieval import Index, ModelMismatchError, Retriever, as_sketch, recall_at_k, structures
+from sketchdown.retrieval import index as index_module
 from sketchdown.retrieval.index import build_file
 
 SIDE = 64  # small canvas and photo side keep every test well under a few seconds on one core
@@ -178,7 +179,7 @@ def test_hnsw_finds_what_exact_search_finds(tmp_path):
 
 
 def test_large_catalogues_get_hnsw_automatically(model, shoes, monkeypatch):
-    monkeypatch.setattr(index_module, "HNSW_THRESHOLD", 5)
+    monkeypatch.setattr(structures, "HNSW_THRESHOLD", 5)
     assert Index.build(model, shoes[0][:6]).kind == "hnsw"
     assert Index.build(model, shoes[0][:6], kind="exact").kind == "exact"
 

@@ -51,8 +51,8 @@ def test_search_prints_ranks_scores_paths_and_json(catalogue):
     *lines, summary = text.stdout.splitlines()
     assert len(lines) == 3 and lines[0].split()[0] == "1" and Path(lines[0].split()[2]).parent == photos
     assert [r["path"] for r in found["results"]] == [line.split()[2] for line in lines]
-    assert summary.split() == ["canvas", f"{SIDE},", "no", "confidence", "(the", "model", "carries", "no",
-                               "calibration)"]  # zero-shot: nothing to calibrate against
+    assert summary.split() == ["canvas", f"{SIDE},", "0.012", "GFLOPs,", "no", "confidence", "(the", "model",
+                               "carries", "no", "calibration)"]  # zero-shot: nothing to calibrate against
 
 
 def test_export_onnx_then_search_on_onnxruntime(catalogue, tmp_path, capsys):

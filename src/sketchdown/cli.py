@@ -85,6 +85,7 @@ def _checked(check: Callable[[Path], Path]) -> Callable[[str], Path]:
 CANVAS, COUNT, BATCH = whole(1, "canvas"), whole(1), whole(1, "batch_size")
 OUT_FILE, OUT_FOLDER = _checked(writable_file), _checked(writable_folder)  # checked before any work is done
 
+KIND_CHOICES = ("auto", "exact", "hnsw", "ivfpq")  # retrieval.structures.KINDS (torch- and faiss-free here)
 MODEL_HELP = ("a shipped model name (`sketchdown models`), an artifact or run folder, a checkpoint, or a backbone "
               "name (zero-shot ImageNet weights: near random for fine-grained retrieval)")
 
@@ -387,37 +388,96 @@ def add_backbones(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(run=run)
 
 
+def shard_spec(text: str) -> tuple[int, int]:
+    """An argparse type: ``I/N``, shard I (from 0) of N."""
+    try:
+        i, n = (int(v) for v in text.split("/"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be I/N (shard I of N, from 0), got {text!r}") from None
+    if not 0 <= i < n:
+        raise argparse.ArgumentTypeError(f"shard {i} of {n}: I must be in [0, N)")
+    return i, n
+
+
 def add_index(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("index", help="encode a photo catalogue into a searchable index file",
+    p = sub.add_parser("index", help="encode a photo catalogue into a searchable index file (or merge shards)",
                        description="Encode every image under PHOTOS_DIR (recursively) and write one index file: "
                                    "the vectors, the photo paths, the model's identity and a faiss index (exact "
-                                   "inner product, or HNSW for large catalogues). Safe to re-run: unchanged photos "
-                                   "are reused from OUT and from an interrupted run's OUT.partial/, and OUT is "
-                                   "replaced only when the new index is complete.")
-    p.add_argument("photos", type=Path, metavar="PHOTOS_DIR")
+                                   "inner product, HNSW for large catalogues, or compressed IVF-PQ). Safe to "
+                                   "re-run: unchanged photos are reused from OUT and from an interrupted run's "
+                                   "OUT.partial/, and OUT is replaced only when the new index is complete. "
+                                   "Scale-out: `--shard I/N` encodes every N-th photo from the I-th into OUT (a "
+                                   "shard), `sketchdown index merge SHARD... -o OUT` joins the N shards, and under "
+                                   "`torchrun --nproc_per_node N -m sketchdown index ...` every rank encodes its "
+                                   "shard and rank 0 merges them into OUT.")
+    p.add_argument("photos", type=Path, nargs="+", metavar="PHOTOS_DIR",
+                   help="the photo folder; or `merge` followed by the shard files to join")
     p.add_argument("-o", "--out", type=OUT_FILE, required=True, help="index file to write (e.g. catalogue.idx)")
-    p.add_argument("--model", required=True, help=MODEL_HELP)
+    p.add_argument("--model", help="(required to encode) " + MODEL_HELP)
     p.add_argument("--canvas", type=CANVAS, help="sketch canvas recorded for searches (default: the model's, else 256)")
     p.add_argument("--photo-size", type=CANVAS, help="photo side in pixels (default: the model's, else 256)")
     p.add_argument("--selector", help="trained canvas selector recorded for searches (SketchyNetV2)")
-    p.add_argument("--kind", choices=("auto", "exact", "hnsw"), default="auto",
-                   help="faiss index: exact inner product, HNSW, or auto (HNSW above 10,000 photos)")
+    p.add_argument("--kind", choices=KIND_CHOICES, default="auto",
+                   help="faiss index: exact inner product, HNSW, ivfpq (compressed: inverted file + product "
+                        "quantisation), or auto (HNSW above 10,000 photos)")
+    p.add_argument("--nlist", type=whole(0), default=0, help="ivfpq cells (default 0: about 4 x sqrt(photos))")
+    p.add_argument("--pq-bytes", type=whole(0), default=0,
+                   help="ivfpq code bytes per photo, a divisor of the embedding size (default 0: one per 4 dimensions)")
+    p.add_argument("--opq", action="store_true", help="ivfpq with an OPQ rotation (slow to train)")
+    p.add_argument("--nprobe", type=whole(1), default=16, help="ivfpq cells scanned per query (default 16)")
+    p.add_argument("--shard", type=shard_spec, metavar="I/N", help="encode only shard I of N (every N-th photo "
+                                                                   "from the I-th) into OUT")
     p.add_argument("--batch-size", type=BATCH, default=32)
     p.add_argument("--skip-bad", action="store_true", help="leave out photos that do not decode instead of stopping")
     add_precision_args(p)
 
     def run(a: argparse.Namespace) -> None:
-        from .retrieval import load
-        from .retrieval.index import build_file
+        import os
 
+        from .retrieval import load
+        from .retrieval.index import Index, build_file
+        from .retrieval.structures import Compression
+
+        compression = Compression(nlist=a.nlist, pq_bytes=a.pq_bytes, opq=a.opq, nprobe=a.nprobe) \
+            if a.kind == "ivfpq" else None
+        if a.photos[0] == Path("merge"):
+            if len(a.photos) < 2:
+                raise SketchdownError("give the shard files to merge: sketchdown index merge SHARD... -o OUT")
+            index = Index.merge([Index.load(s) for s in a.photos[1:]], a.kind, compression)
+            index.save(a.out)
+            print(f"{a.out}: {len(index)} photos from {len(a.photos) - 1} shards, {index.kind} search")
+            return
+        if len(a.photos) != 1 or not a.model:
+            raise SketchdownError("give one PHOTOS_DIR and --model (or `merge` and the shard files)")
         model = load(a.model, canvas=a.canvas, photo_size=a.photo_size, selector=a.selector, precision=a.precision,
                      memory_format=a.memory_format)
-        index = build_file(model, a.photos, a.out, kind=a.kind, batch_size=a.batch_size, skip_bad=a.skip_bad,
-                           progress=True)
+        ranks = int(os.environ.get("WORLD_SIZE", "1"))
+        if ranks > 1 and not a.shard:  # torchrun: one shard a rank, merged by rank 0
+            from .train import distributed
+
+            distributed.init()
+            shard = (distributed.rank(), ranks)
+            part = a.out.with_name(f"{a.out.name}.shard{shard[0]}of{ranks}")
+            build_file(model, a.photos[0], part, kind="exact", batch_size=a.batch_size, skip_bad=a.skip_bad,
+                       progress=distributed.is_main(), shard=shard)
+            distributed.barrier()
+            if distributed.is_main():
+                parts = [a.out.with_name(f"{a.out.name}.shard{r}of{ranks}") for r in range(ranks)]
+                index = Index.merge([Index.load(x) for x in parts], a.kind, compression)
+                index.save(a.out)
+                for x in parts:
+                    x.unlink()
+                print(f"{a.out}: {len(index)} photos encoded by {ranks} processes, {index.kind} search, model "
+                      f"{model.source} ({model.identity[:12]})")
+            distributed.barrier()
+            return
+        index = build_file(model, a.photos[0], a.out, kind="exact" if a.shard else a.kind, batch_size=a.batch_size,
+                           skip_bad=a.skip_bad, progress=True, compression=compression, shard=a.shard)
         for path in index.skipped:
             print(f"skipped (does not decode): {path}", file=sys.stderr)
+        what = f"shard {a.shard[0]} of {a.shard[1]}" if a.shard else f"{index.kind} search"
         print(f"{a.out}: {len(index)} photos ({index.reused} reused, {len(index) - index.reused} encoded), "
-              f"{index.kind} search, model {model.source} ({model.identity[:12]})")
+              f"{what}, model {model.source} ({model.identity[:12]})")
 
     p.set_defaults(run=run)
 
@@ -473,6 +533,7 @@ def add_search(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--selector", help="canvas selector to use (default: the index's, if it records one)")
     p.add_argument("--engine", choices=("torch", "onnx"), default="torch", help="run the model on torch or onnxruntime")
     p.add_argument("--onnx", type=Path, help="exported model for --engine onnx (default: export in memory)")
+    p.add_argument("--nprobe", type=whole(1), help="cells an ivfpq index scans per query (default: the index's)")
     p.add_argument("--key", help="which sketch of a SketchX pickle or .npz, with a single SKETCH file "
                                  "(see `sketchdown render --help`)")
     p.add_argument("--split", default="test", help="split of a sketch-rnn .npz (default test)")
@@ -494,7 +555,8 @@ def add_search(sub: argparse._SubParsersAction) -> None:
         sheets: list[Path | None] = [None] * len(files)
         if a.sheet:
             sheets = [a.sheet] if single else sheet_paths(a.sheet, files)
-        index = open_catalogue(a.index, a.model, a.canvas, a.selector, a.engine, a.onnx, progress=True)
+        index = open_catalogue(a.index, a.model, a.canvas, a.selector, a.engine, a.onnx, progress=True,
+                               nprobe=a.nprobe)
         model = index.encoder
         docs, failed = [], 0
         for path, sheet in zip(files, sheets):

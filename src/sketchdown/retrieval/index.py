@@ -1,15 +1,20 @@
 """A searchable photo catalogue: a unit vector per photo, the identity of the model that made them, a faiss index.
 
 Exact inner-product search (``IndexFlatIP``) by default. Past ``HNSW_THRESHOLD`` photos (or on request) an HNSW
-graph answers instead, and ``recall_at_k`` measures what it misses against exact search. The file is one NumPy
-.npz archive (no pickles) written atomically; it records the model's identity, so searching with another model is
-refused instead of returning wrong neighbours.
+graph answers instead; for catalogues past what memory holds as floats, IVF-PQ (``structures``) keeps a few dozen
+bytes a photo and no raw vectors; ``recall_at_k`` measures what either misses against exact search. The file is
+one NumPy .npz archive (no pickles) written atomically; it records the model's identity, so searching with another
+model is refused instead of returning wrong neighbours.
+
+A catalogue can be encoded in shards, by independent jobs (``shard=(i, n)``: every n-th photo from the i-th) or by
+the ranks of a torchrun launch, and the shards joined with ``Index.merge`` into the index one job would have made.
 """
 
 from __future__ import annotations
 
 import json
 import os
+from dataclasses import asdict
 import shutil
 import sys
 import threading
@@ -28,14 +33,11 @@ from ..errors import InputError, SketchdownError
 from ..files import write_atomic
 from ..select.policy import Selector
 from ..select.probe import TOP
+from . import structures
 from .encoder import Retriever, SketchLike, load, load_selector
+from .structures import KINDS, Compression
 
 FORMAT, VERSION = "sketchdown-index", 1
-KINDS = ("auto", "exact", "hnsw")
-# Photos. Exact search reads every vector for every query; past about 10,000 x 1280 floats (48 MB, this CPU's L3
-# cache) each query streams the catalogue from memory, and HNSW answers in a fraction of the time.
-HNSW_THRESHOLD = 10_000
-HNSW_M, HNSW_EF_CONSTRUCTION, HNSW_EF_SEARCH = 32, 80, 128
 OUT_OF_DOMAIN = 0.1  # confidence below which a search is flagged as out of domain (chosen on validation: docs/search.md)
 CHECKPOINT_EVERY = 512  # photos encoded between two progress files of an interrupted build
 PROGRESS_EVERY = 256  # photos between two progress lines when stderr is not a terminal (a log, a pipe)
@@ -103,42 +105,42 @@ def _stamp(path: Path) -> tuple[int, int]:
     return st.st_size, st.st_mtime_ns
 
 
-def _faiss_index(vectors: np.ndarray, kind: str) -> faiss.Index:
-    d = vectors.shape[1]
-    if kind == "exact":
-        index = faiss.IndexFlatIP(d)
-    else:
-        index = faiss.IndexHNSWFlat(d, HNSW_M, faiss.METRIC_INNER_PRODUCT)
-        index.hnsw.efConstruction = HNSW_EF_CONSTRUCTION
-        index.hnsw.efSearch = HNSW_EF_SEARCH
-    index.add(vectors)
-    return index
-
-
 class Index:
     """Photo vectors, faiss search, and the model they came from; made by ``Index.build``, reopened by ``load``."""
 
-    def __init__(self, root: Path, paths: list[str], vectors: np.ndarray, stamps: np.ndarray, model: dict,
-                 kind: str = "exact", skipped: Sequence[str] = (), graph: faiss.Index | None = None,
-                 origin: str = "<index>") -> None:
-        if kind not in ("exact", "hnsw"):
-            raise SketchdownError(f"unknown index kind {kind!r}; choose exact or hnsw")
-        vectors, stamps = np.asarray(vectors), np.asarray(stamps)
-        if vectors.dtype.kind != "f" or vectors.ndim != 2 or not len(vectors) or not np.isfinite(vectors).all():
-            raise SketchdownError(f"{origin}: photo vectors must be a non-empty 2-D array of finite floats, got "
-                                  f"{vectors.dtype} {vectors.shape}" + ("" if vectors.dtype.kind != "f" or not
-                                  vectors.size else f" with {int((~np.isfinite(vectors)).sum())} non-finite values"))
-        if stamps.shape != (len(vectors), 2) or len(paths) != len(vectors):
-            raise SketchdownError(f"{origin}: {len(paths)} paths, {len(vectors)} vectors and stamps of shape "
+    def __init__(self, root: Path, paths: list[str], vectors: np.ndarray | None, stamps: np.ndarray, model: dict,
+                 kind: str = "exact", skipped: Sequence[str] = (), structure: faiss.Index | None = None,
+                 origin: str = "<index>", compression: Compression | None = None,
+                 shard: tuple[int, int] | None = None) -> None:
+        """``vectors`` may be None only for ``ivfpq`` with its trained ``structure`` (the raw vectors are not
+        kept); ``shard``: (i, n) when this holds every n-th photo from the i-th of a catalogue."""
+        if kind not in KINDS[1:]:
+            raise SketchdownError(f"unknown index kind {kind!r}; choose one of {', '.join(KINDS[1:])}")
+        stamps = np.asarray(stamps)
+        if vectors is None and (kind != "ivfpq" or structure is None):
+            raise SketchdownError(f"{origin}: only a built ivfpq index comes without its vectors")
+        if vectors is not None:
+            vectors = np.asarray(vectors)
+            if vectors.dtype.kind != "f" or vectors.ndim != 2 or not len(vectors) or not np.isfinite(vectors).all():
+                raise SketchdownError(f"{origin}: photo vectors must be a non-empty 2-D array of finite floats, "
+                                      f"got {vectors.dtype} {vectors.shape}" + (
+                                          "" if vectors.dtype.kind != "f" or not vectors.size else
+                                          f" with {int((~np.isfinite(vectors)).sum())} non-finite values"))
+            vectors = np.ascontiguousarray(vectors, dtype=np.float32)
+        count = len(vectors) if vectors is not None else structure.ntotal
+        if stamps.shape != (count, 2) or len(paths) != count or not count:
+            raise SketchdownError(f"{origin}: {len(paths)} paths, {count} vectors and stamps of shape "
                                   f"{stamps.shape} do not agree (expected one path and one (size, time) stamp a vector)")
         self.root, self.paths, self.model, self.kind = Path(root), list(paths), model, kind
-        self.vectors = np.ascontiguousarray(vectors, dtype=np.float32)
+        self.vectors = vectors
         self.stamps = stamps.astype(np.int64)
-        self.skipped, self.origin = list(skipped), origin
+        self.skipped, self.origin, self.shard = list(skipped), origin, shard
+        self.compression = compression or Compression() if kind == "ivfpq" else None
+        self.nprobe = self.compression.nprobe if self.compression else None  # IVF-PQ cells scanned per query
         self.encoder: Retriever | None = None
         self._attaching = threading.Lock()  # concurrent first searches load the recorded model once
         self.reused = 0  # vectors taken over from earlier indexes by `build`
-        self._faiss = graph if graph is not None else _faiss_index(self.vectors, kind)
+        self._faiss = structure if structure is not None else structures.build(vectors, kind, self.compression)
 
     def __len__(self) -> int:
         return len(self.paths)
@@ -151,15 +153,19 @@ class Index:
     @classmethod
     def build(cls, model: Retriever | str | Path, photos: str | Path | Sequence[str | Path],
               kind: str = "auto", batch_size: int = 32, skip_bad: bool = False, progress: bool = False,
-              reuse: Iterable["Index"] = (), checkpoint: str | Path | None = None) -> "Index":
+              reuse: Iterable["Index"] = (), checkpoint: str | Path | None = None,
+              compression: Compression | None = None, shard: tuple[int, int] | None = None) -> "Index":
         """Encode every photo of a folder (recursively) or a list; ``kind`` auto = exact up to HNSW_THRESHOLD.
 
         ``reuse``: earlier indexes of the same model whose vectors stand for unchanged photos (same path, size and
         modification time). ``checkpoint``: a folder that gets a small index file every CHECKPOINT_EVERY photos,
-        for resuming an interrupted build through ``reuse``.
+        for resuming an interrupted build through ``reuse``. ``compression``: the IVF-PQ settings of kind ivfpq.
+        ``shard`` (i, n): encode only every n-th photo from the i-th (join the shards with ``Index.merge``).
         """
         if kind not in KINDS:
             raise SketchdownError(f"unknown index kind {kind!r}; choose one of {', '.join(KINDS)}")
+        if shard is not None and not (0 <= shard[0] < shard[1]):
+            raise SketchdownError(f"shard {shard[0]} of {shard[1]}: the shard must be in [0, {shard[1]})")
         encoder = model if isinstance(model, Retriever) else load(model)
         if isinstance(photos, (str, Path)):
             # Paths stay as found under the folder: a photo that is a link to elsewhere is indexed under its link.
@@ -170,13 +176,17 @@ class Index:
             if not files:
                 raise InputError(None, "no photos given")
             root = Path(os.path.commonpath([p.parent for p in files]))
+        if shard is not None:
+            files = files[shard[0]::shard[1]]
+            if not files:
+                raise InputError(root, f"shard {shard[0]} of {shard[1]} holds no photos")
         stamps = []
         for p in files:
             if not p.is_file():
                 raise InputError(p, "no such photo")
             stamps.append(_stamp(p))
         known = {str(ix.photo(i)): (tuple(ix.stamps[i]), ix.vectors[i])
-                 for ix in reuse if ix.serves(encoder) for i in range(len(ix))}
+                 for ix in reuse if ix.vectors is not None and ix.serves(encoder) for i in range(len(ix))}
         vectors: dict[int, np.ndarray] = {}
         for i, (p, st) in enumerate(zip(files, stamps)):
             if str(p) in known and known[str(p)][0] == st:
@@ -210,32 +220,74 @@ class Index:
                     part.save(Path(checkpoint) / f"{time.time_ns()}.idx")
         if not vectors:
             raise InputError(root, "none of the photos could be read")
-        index = cls._assemble(encoder, root, files, stamps, vectors, kind, [str(p) for p in skipped])
+        index = cls._assemble(encoder, root, files, stamps, vectors, kind, [str(p) for p in skipped], compression,
+                              shard)
         index.reused = len(files) - len(todo)
         return index
 
     @classmethod
     def _assemble(cls, encoder: Retriever, root: Path, files: list[Path], stamps: list[tuple[int, int]],
-                  vectors: dict[int, np.ndarray], kind: str, skipped: Sequence[str] = ()) -> "Index":
+                  vectors: dict[int, np.ndarray], kind: str, skipped: Sequence[str] = (),
+                  compression: Compression | None = None, shard: tuple[int, int] | None = None) -> "Index":
         order = sorted(vectors)
-        if kind == "auto":
-            kind = "hnsw" if len(order) > HNSW_THRESHOLD else "exact"
+        kind = structures.auto_kind(len(order)) if kind == "auto" else kind
+        stacked = np.stack([vectors[i] for i in order])
         index = cls(root, [files[i].relative_to(root).as_posix() for i in order],
-                    np.stack([vectors[i] for i in order]), np.array([stamps[i] for i in order]),
-                    encoder.describe(), kind, skipped)
+                    stacked if kind != "ivfpq" else None, np.array([stamps[i] for i in order]), encoder.describe(),
+                    kind, skipped, structures.build(stacked, kind, compression) if kind == "ivfpq" else None,
+                    compression=compression, shard=shard)
         index.encoder = encoder
+        return index
+
+    @classmethod
+    def merge(cls, shards: Sequence["Index"], kind: str = "auto", compression: Compression | None = None) -> "Index":
+        """One index of the shards of a catalogue (``build(shard=(i, n))`` for i in 0..n-1): the photos in the
+        order one build would list them. Refused: shards of other models or folders, a missing or repeated shard,
+        an index that is not a shard or keeps no vectors (ivfpq)."""
+        if not shards:
+            raise SketchdownError("no shards to merge")
+        for ix in shards:
+            if ix.shard is None or ix.vectors is None:
+                raise InputError(ix.origin, "not a shard with its vectors (build shards with --shard I/N, any kind "
+                                            "but ivfpq)")
+        first = shards[0]
+        n = first.shard[1]
+        for ix in shards[1:]:
+            if ix.model.get("photo_identity", ix.model["identity"]) != \
+                    first.model.get("photo_identity", first.model["identity"]) or ix.model["dim"] != first.model["dim"]:
+                raise ModelMismatchError(f"{ix.origin}: made by model {ix.model['identity'][:12]} "
+                                         f"({ix.model['source']}), {first.origin} by {first.model['identity'][:12]} "
+                                         f"({first.model['source']}); shards of one index share one photo encoder")
+            if ix.root != first.root or ix.shard[1] != n:
+                raise InputError(ix.origin, f"a shard of {ix.root} in {ix.shard[1]} parts; {first.origin} is of "
+                                            f"{first.root} in {n}")
+        got = sorted(ix.shard[0] for ix in shards)
+        if got != list(range(n)):
+            raise InputError(first.origin, f"shards {got} of {n}: each of 0..{n - 1} is needed exactly once")
+        rows = sorted(((Path(p), ix, i) for ix in shards for i, p in enumerate(ix.paths)), key=lambda r: r[0])
+        index = cls(first.root, [r[0].as_posix() for r in rows], None if kind == "ivfpq" else
+                    np.stack([r[1].vectors[r[2]] for r in rows]), np.stack([r[1].stamps[r[2]] for r in rows]),
+                    first.model, structures.auto_kind(len(rows)) if kind == "auto" else kind,
+                    [s for ix in shards for s in ix.skipped],
+                    structures.build(np.stack([r[1].vectors[r[2]] for r in rows]), kind, compression)
+                    if kind == "ivfpq" else None, compression=compression)
+        index.encoder = first.encoder
         return index
 
     # ------------------------------------------------------------------------------------------- file
 
     def save(self, path: str | Path) -> None:
-        """Write the index atomically: vectors, stamps, the HNSW graph if any, and JSON metadata."""
+        """Write the index atomically: vectors (but for ivfpq), stamps, the faiss structure of hnsw and ivfpq, and
+        JSON metadata."""
         meta = {"format": FORMAT, "version": VERSION, "root": str(self.root), "paths": self.paths,
-                "kind": self.kind, "model": self.model, "skipped": self.skipped}
-        arrays = {"vectors": self.vectors, "stamps": self.stamps,
-                  "meta": np.frombuffer(json.dumps(meta).encode(), np.uint8)}
-        if self.kind == "hnsw":
-            arrays["graph"] = faiss.serialize_index(self._faiss)
+                "kind": self.kind, "model": self.model, "skipped": self.skipped,
+                "shard": list(self.shard) if self.shard else None,
+                "compression": asdict(self.compression) if self.compression else None}
+        arrays = {"stamps": self.stamps, "meta": np.frombuffer(json.dumps(meta).encode(), np.uint8)}
+        if self.vectors is not None:
+            arrays["vectors"] = self.vectors
+        if self.kind != "exact":
+            arrays["graph"] = structures.serialize(self._faiss)
         write_atomic(path, lambda f: np.savez(f, **arrays))
 
     @classmethod
@@ -248,7 +300,7 @@ class Index:
         try:
             with zipfile.ZipFile(p) as zf:
                 names = set(zf.namelist())
-                missing = {"meta.npy", "vectors.npy", "stamps.npy"} - names
+                missing = {"meta.npy", "stamps.npy"} - names
                 if missing:
                     raise InputError(p, f"not a sketchdown index (no {', '.join(sorted(missing))})")
                 arrays = {n[:-4]: read_npz_array(zf, n, f"{p}[{n[:-4]}]")
@@ -264,17 +316,23 @@ class Index:
         problem = _meta_problem(meta)
         if problem:
             raise InputError(p, f"the index metadata is damaged ({problem}); build it again")
-        vectors, stamps = arrays["vectors"], arrays["stamps"]
-        if vectors.dtype != np.float32 or stamps.dtype.kind not in "iu" or vectors.ndim != 2 \
-                or vectors.shape[1:] != (meta["model"]["dim"],):
-            raise InputError(p, f"the index holds {vectors.dtype} vectors of shape {vectors.shape} and "
-                                f"{stamps.dtype} stamps, expected float32 vectors of {meta['model']['dim']} "
-                                "dimensions and integer stamps; build it again")
-        graph = _graph(arrays.get("graph"), vectors, p) if meta["kind"] == "hnsw" else None
+        vectors, stamps, dim = arrays.get("vectors"), arrays["stamps"], meta["model"]["dim"]
+        if (vectors is None) != (meta["kind"] == "ivfpq"):
+            raise InputError(p, "not a sketchdown index (no vectors.npy)" if vectors is None else
+                                "an ivfpq index holds no raw vectors; this one does: build it again")
+        if vectors is not None and (vectors.dtype != np.float32 or vectors.ndim != 2 or vectors.shape[1:] != (dim,)) \
+                or stamps.dtype.kind not in "iu":
+            shape = "no" if vectors is None else f"{vectors.dtype} vectors of shape {vectors.shape}"
+            raise InputError(p, f"the index holds {shape} and {stamps.dtype} stamps, expected float32 vectors of "
+                                f"{dim} dimensions and integer stamps; build it again")
+        structure = None if meta["kind"] == "exact" else structures.restore(
+            arrays.get("graph"), meta["kind"], dim, len(meta["paths"]), vectors, p)
         try:
+            compression = Compression(**meta["compression"]) if meta.get("compression") else None
             index = cls(Path(meta["root"]), meta["paths"], vectors, stamps, meta["model"], meta["kind"],
-                        meta.get("skipped", ()), graph, str(p))
-        except SketchdownError as err:
+                        meta.get("skipped", ()), structure, str(p), compression,
+                        tuple(meta["shard"]) if meta.get("shard") else None)
+        except (SketchdownError, TypeError) as err:
             raise InputError(p, f"the index is inconsistent ({err}); build it again") from None
         return index.attach(model) if model is not None else index
 
@@ -340,15 +398,15 @@ class Index:
                        [i for i, _ in found])
 
     def search_vectors(self, queries: np.ndarray, k: int = 10) -> tuple[np.ndarray, np.ndarray]:
-        """faiss search for query vectors (D or Q x D): scores and photo indices, Q x min(k, len)."""
+        """faiss search for query vectors (D or Q x D): scores and photo indices, Q x min(k, len) (an IVF-PQ
+        search that finds fewer than k photos in its ``nprobe`` cells pads with index -1)."""
         q = np.ascontiguousarray(np.atleast_2d(queries), dtype=np.float32)
-        if q.shape[1] != self.vectors.shape[1]:
-            raise SketchdownError(f"query vectors have {q.shape[1]} dimensions, the index {self.vectors.shape[1]}")
+        if q.shape[1] != self._faiss.d:
+            raise SketchdownError(f"query vectors have {q.shape[1]} dimensions, the index {self._faiss.d}")
         if k < 1:
             raise SketchdownError(f"k must be at least 1, got {k}")
         k = min(k, len(self))
-        if self.kind == "hnsw":
-            self._faiss.hnsw.efSearch = max(HNSW_EF_SEARCH, k)
+        structures.configure(self._faiss, self.kind, k, self.nprobe)
         return self._faiss.search(q, k)
 
 
@@ -358,7 +416,7 @@ _MODEL_KEYS = {"identity": str, "backbone": str, "dim": int, "photo_size": int, 
 def _meta_problem(meta: dict) -> str | None:
     """What is wrong with an index's metadata (keys, types, paths that leave the root), or None."""
     model, paths = meta.get("model"), meta.get("paths")
-    if meta.get("kind") not in ("exact", "hnsw"):
+    if meta.get("kind") not in KINDS[1:]:
         return f"kind {meta.get('kind')!r}"
     if not isinstance(meta.get("root"), str):
         return "root is not a path"
@@ -378,23 +436,15 @@ def _meta_problem(meta: dict) -> str | None:
             return f"photo path {x!r} leaves the catalogue folder"
     if not isinstance(meta.get("skipped", []), list):
         return "skipped is not a list"
+    shard = meta.get("shard")
+    if shard is not None and not (isinstance(shard, list) and len(shard) == 2 and all(
+            isinstance(v, int) and not isinstance(v, bool) for v in shard) and 0 <= shard[0] < shard[1]):
+        return f"shard is {shard!r}"
+    compression = meta.get("compression")
+    if compression is not None and not (isinstance(compression, dict) and set(compression) <= set(
+            Compression.__dataclass_fields__) and all(isinstance(v, (int, bool)) for v in compression.values())):
+        return f"compression is {compression!r}"
     return None
-
-
-def _graph(data: np.ndarray | None, vectors: np.ndarray, p: Path) -> faiss.Index:
-    """The stored HNSW graph, checked to hold exactly ``vectors`` (an inner-product HNSW of the same rows)."""
-    if data is None or data.dtype != np.uint8 or data.ndim != 1:
-        raise InputError(p, "an hnsw index without its graph; build it again")
-    try:
-        graph = faiss.deserialize_index(data)
-        ok = isinstance(graph, faiss.IndexHNSW) and graph.metric_type == faiss.METRIC_INNER_PRODUCT \
-            and graph.d == vectors.shape[1] and graph.ntotal == len(vectors) \
-            and np.array_equal(faiss.downcast_index(graph.storage).reconstruct_n(0, graph.ntotal), vectors)
-    except Exception as err:  # faiss raises RuntimeError, MemoryError (std::bad_alloc) or AssertionError
-        raise InputError(p, f"the hnsw graph is unreadable ({type(err).__name__}); build it again") from None
-    if not ok:
-        raise InputError(p, "the hnsw graph does not hold the index's vectors; build it again")
-    return graph
 
 
 def _previous(path: Path) -> Index | None:
@@ -429,7 +479,7 @@ def build_file(model: Retriever | str | Path, photos: str | Path | Sequence[str 
 
 def open_catalogue(path: str | Path, model: str | Path | None = None, canvas: int | None = None,
                    selector: str | Path | None = None, engine: str = "torch", onnx: str | Path | None = None,
-                   progress: bool = False) -> Index:
+                   progress: bool = False, nprobe: int | None = None) -> Index:
     """An index ready to search: an index file with the model it records (or ``model``, which must serve it), or a
     photo folder indexed in memory with ``model``.
 
@@ -450,4 +500,6 @@ def open_catalogue(path: str | Path, model: str | Path | None = None, canvas: in
     chosen = selector or (False if canvas else index.recorded_selector())
     retriever = load(model or info["source"], canvas=canvas or info["canvas"], photo_size=info["photo_size"],
                      raster_method=info.get("raster_method"), selector=chosen, engine=engine, onnx=onnx)
+    if nprobe is not None:
+        index.nprobe = nprobe
     return index.attach(retriever)
