@@ -162,7 +162,7 @@ def main(args: argparse.Namespace) -> None:
         train_missing(args, spec, names)
     if args.train_only:
         return
-    rows = tabulate(args, spec, names)
+    rows = tabulate(args, spec, [n for n in names if spec["experiments"][n].get("row", True)])
     path = args.results / f"{args.dataset}.json"
     update_rows(path, rows, dataset=args.dataset, command=f"python benchmarks/fgsbir.py --dataset {args.dataset}")
     for md in render(args.results, args.readme):

@@ -1,90 +1,98 @@
-"""SketchyNetV2 on each data set: the lambda_F trade-off of the canvas policy and the real CPU speed it buys.
+"""SketchyNetV2 on each data set: three canvas selectors on one accuracy/cost plot, trained on rewards the student
+did not memorise.
 
-For each set and its trained student (SketchyNetV1): the student's banks (train / validation / test, cached), a
-policy trained per lambda_F (REINFORCE on train), lambda_F chosen on validation (highest acc@1 within
---budget-gflops, else the cheapest), that policy retrained over --seeds and tested once. On the same axes: every
-fixed canvas, the oracle (per sketch the cheapest canvas ranking the true photo as well as 256 does) and a random
-policy with the learned policy's canvas mix. Speed: batch-1 CPU wall clock per sketch of the teacher at 256,
-SketchyNetV1 at 256 and SketchyNetV2 (selector + chosen canvas), interleaved in one run, from a decoded sketch
-to its embedding (drawing the canvas included), so FLOPs that do not turn into time show.
+Per set and its SketchyNetV1 student:
+1. Banks (``select.bank``, cached): the student's own training sketches, the cross-fitted training sketches (each
+   fold scored by the run that left it out: ``--crossfit`` run folders), validation and test.
+2. Reward statistics before and after cross-fitting: per canvas acc@1, and the share of sketches whose cheapest
+   canvas as good as 256 is each canvas (the oracle's choice). On its own training sketches a student ranks the true
+   photo first almost everywhere, so no canvas is better than another there: that is why a policy trained on
+   those rewards learned a constant.
+3. Selectors, each fitted on the cross-fitted bank over a lambda_F sweep, lambda_F chosen on validation (highest
+   acc@1 within --budget-gflops, else the cheapest): the paper's vector policy (GRU over strokes; QMUL's raster
+   sketches are traced into strokes, without their drawing order), the raster policy (tiny CNN on the 32 px
+   canvas), and the cascade (32 px first, stop heads on the search's similarities). The policies are retrained
+   over --seeds at the chosen lambda_F and tested once each; the cascade is deterministic given its bank.
+4. On the test split beside each: every fixed canvas, the oracle, the best blind (random) policy at the same cost,
+   the best fixed canvas that costs no more, and the share of the oracle's head-room over random captured.
+SketchyNetV2 is the selector best on validation. Writes results/selector-<set>.json, results/selector-curve.png,
+the selector runs (runs/selector/<set>/<kind>/best.pt, for ``sketchdown export --selector``), the rows
+sketchynet-v2, sketchynet-v2-<kind>, selector-oracle and selector-random of results/<set>.json, and the README
+block ``selector``. Speed is measured by ``sketchdown bench`` (end to end over 5,000 photos).
 
-Writes results/selector-<set>.json, results/selector-curve.png (a panel per set with a selector-*.json), the
-rows sketchynet-v2, selector-oracle and selector-random of results/<set>.json (other rows kept), and the table
-between the selector markers in README.md.
-
-    python benchmarks/selector.py --sets shoes-v1 chairs-v1 \\
-        --students runs/distill-shoes runs/distill-chairs --teachers runs/teacher-shoes runs/teacher-chairs
-    python benchmarks/selector.py --sets chairs-v1 --limit 24 --epochs 20 --lambdas 0 0.5 --seeds 0 \\
-        --results /tmp/sel --readme /tmp/README.md          # smoke run: zero-shot students, a few sketches
+    python benchmarks/selector.py --sets chairs-v1 shoes-v1 --students S_CHAIRS S_SHOES \\
+        --crossfit "runs/chairs-v1/v1b-fold-s*" "runs/shoes-v1/v1b-fold-s*"
 """
 
 from __future__ import annotations
 
 import argparse
+import glob
 import json
-import platform
 import statistics
 import sys
-import time
-import warnings
-from dataclasses import replace
+from dataclasses import asdict, replace
 from pathlib import Path
 
 import torch
 from matplotlib.figure import Figure
 
-from sketchdown.data.datasets import load_sketch
-from sketchdown.data.render import REFERENCE_CANVAS
-from sketchdown.files import write_json
-from sketchdown.eval.flops import backbone_cost
 from sketchdown.eval.results import update_rows
-from sketchdown.retrieval.encoder import Retriever, load
-from sketchdown.select.policy import POLICIES, CanvasPolicy
-from sketchdown.select.reinforce import SelectConfig, oracle_acc1_at, report
+from sketchdown.files import write_json
+from sketchdown.models.artifact import load_model
+from sketchdown.select.bank import Bank, cached_bank
+from sketchdown.select.policy import save_policy
+from sketchdown.select.reinforce import SelectConfig, oracle_acc1_at, oracle_actions, report
 from sketchdown.select.runner import banks_for, fit_policy, split_sets
-from tables import render, replace_block
+from tables import render, replace_block, selector_table
 
-ROWS = ("sketchynet-v2", "selector-oracle", "selector-random")
-KEYS = ("acc1", "acc5", "acc10", "gflops", "selector_gflops", "canvas_share")
+KINDS = ("vector", "raster", "cascade")
+KEYS = ("acc1", "acc5", "acc10", "gflops", "student_gflops", "selector_gflops", "canvas_share")
 
 
 def get_args_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--sets", nargs="+", default=["shoes-v1", "chairs-v1"])
-    p.add_argument("--students", nargs="+", default=["mobilenet_v2"],
-                   help="per set (or one for all): run folder, checkpoint or backbone name (zero-shot)")
-    p.add_argument("--teachers", nargs="+", default=["vgg16"], help="per set (or one for all); timed only")
-    p.add_argument("--policy", choices=POLICIES, default="raster")
-    p.add_argument("--lambdas", type=float, nargs="+", default=[0.0, 0.05, 0.1, 0.15, 0.2, 0.3, 0.4, 0.5, 0.7])
+    p.add_argument("--sets", nargs="+", default=["chairs-v1", "shoes-v1"])
+    p.add_argument("--students", nargs="+", required=True, help="per set: the SketchyNetV1 (run folder or artifact)")
+    p.add_argument("--crossfit", nargs="+", required=True, help="per set: a glob of its cross-fitting runs")
+    p.add_argument("--kinds", nargs="+", choices=KINDS, default=list(KINDS))
+    p.add_argument("--lambdas", type=float, nargs="+", default=[0.0, 0.05, 0.1, 0.2, 0.3, 0.4, 0.5, 0.7])
     p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2], help="policy seeds at the chosen lambda_F")
-    p.add_argument("--budget-gflops", type=float, default=0.25, help="validation cost budget for choosing lambda_F")
+    p.add_argument("--budget-gflops", type=float, default=0.26, help="validation cost budget for choosing lambda_F "
+                                                                     "(a third of MobileNetV2 at 256)")
     p.add_argument("--epochs", type=int, default=SelectConfig.epochs)
     p.add_argument("--limit", type=int, default=None, help="only the first N sketches of each split (smoke runs)")
     p.add_argument("--data", default=None, help="data root (default ../shared/data)")
-    p.add_argument("--speed-sketches", type=int, default=50, help="test sketches timed")
-    p.add_argument("--speed-repeats", type=int, default=3, help="timed passes per sketch and model (median)")
-    p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
     p.add_argument("--banks", type=Path, default=Path("runs/banks"), help="cache of the students' banks")
+    p.add_argument("--runs", type=Path, default=Path("runs/selector"), help="where the chosen selectors are saved")
     p.add_argument("--results", type=Path, default=Path("results"))
     p.add_argument("--readme", type=Path, default=Path("README.md"))
     return p
 
 
-def slug(spec: str) -> str:
-    return Path(spec).stem if Path(spec).exists() else spec
-
-
 def per_set(values: list[str], sets: list[str], what: str) -> list[str]:
-    if len(values) not in (1, len(sets)):
-        raise SystemExit(f"give one {what} or one per set ({len(sets)})")
-    return values * len(sets) if len(values) == 1 else values
+    if len(values) != len(sets):
+        raise SystemExit(f"give one {what} per set ({len(sets)})")
+    return values
 
 
 def pick(result: dict) -> dict:
     return {k: result[k] for k in KEYS if k in result}
 
 
-def choose_lambda(sweep: list[dict], budget: float) -> dict:
+def statistics_of(bank: Bank) -> dict:
+    """Per canvas acc@1, and where the oracle sends the sketches: the reward landscape a selector learns from."""
+    k = len(bank.canvases)
+    oracle = torch.bincount(oracle_actions(bank), minlength=k).double() / len(bank)
+    first = (bank.ranks == 1).double().mean(0)
+    return {"sketches": len(bank), "gallery": bank.gallery,
+            "acc1": {c: 100 * float(first[i]) for i, c in enumerate(bank.canvases)},
+            "oracle_share": {c: float(oracle[i]) for i, c in enumerate(bank.canvases)},
+            "mean_rank": {c: float(bank.ranks[:, i].double().mean()) for i, c in enumerate(bank.canvases)},
+            "choice_matters": float((bank.ranks != bank.ranks[:, -1:]).any(1).double().mean())}
+
+
+def choose(sweep: list[dict], budget: float) -> dict:
     """Highest validation acc@1 among the points within budget (cheaper on ties); else the cheapest point."""
     within = [s for s in sweep if s["val"]["gflops"] <= budget]
     if within:
@@ -92,124 +100,106 @@ def choose_lambda(sweep: list[dict], budget: float) -> dict:
     return min(sweep, key=lambda s: s["val"]["gflops"])
 
 
-def median_ms(fn, sketch, repeats: int) -> float:
-    """Median wall clock (ms) of ``repeats`` calls of ``fn(sketch)``."""
-    times = []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        fn(sketch)
-        times.append((time.perf_counter() - t0) * 1e3)
-    return statistics.median(times)
-
-
-def measure_speed(models: dict[str, Retriever], policy: CanvasPolicy, sketches: list, repeats: int) -> dict:
-    """Mean over sketches of each model's per-sketch median, interleaved model by model on each sketch."""
-    for enc in models.values():  # warm-up, every canvas the selector may pick included
-        for c in policy.config.canvases:
-            Retriever(enc.model, canvas=c).encode_sketch(sketches[0])
-        enc.encode_sketch(sketches[0])
-    fns = {**{name: enc.encode_sketch for name, enc in models.items()}, "selector": policy.choose}
-    times: dict[str, list[float]] = {name: [] for name in fns}
-    for s in sketches:
-        for name, fn in fns.items():
-            times[name].append(median_ms(fn, s, repeats))
-    return {name: {"mean_ms": statistics.fmean(t), "median_ms": statistics.median(t)} for name, t in times.items()}
-
-
-def run_set(spec: str, student_spec: str, teacher_spec: str, args: argparse.Namespace, command: str) -> dict:
-    cfg = SelectConfig(student=student_spec, set=spec, data=args.data, policy=args.policy, epochs=args.epochs,
-                       limit=args.limit)
-    student = load(student_spec).model
-    banks = banks_for(cfg, student, args.banks / slug(spec))
-    sweep, first_seed = [], {}
+def run_kind(kind: str, cfg: SelectConfig, banks: dict[str, Bank], args: argparse.Namespace, out: Path) -> dict:
+    cfg = replace(cfg, policy=kind)
+    sweep, fitted = [], {}
     for lf in args.lambdas:
-        policy = first_seed[lf] = fit_policy(replace(cfg, lambda_flops=lf, seed=args.seeds[0]), banks)[0]
-        test = report(policy, banks["test"])
-        sweep.append({"lambda_flops": lf, "val": pick(report(policy, banks["val"])["policy"]),
-                      "test": pick(test["policy"]), "random_same_mix": pick(test["random"])})
-        print(f"{spec} lambda_F {lf:<5} val acc@1 {sweep[-1]['val']['acc1']:6.2f} at {sweep[-1]['val']['gflops']:.3f} "
-              f"GFLOPs | test {test['policy']['acc1']:6.2f} at {test['policy']['gflops']:.3f}", flush=True)
-    chosen = choose_lambda(sweep, args.budget_gflops)
-    op_cfg = replace(cfg, lambda_flops=chosen["lambda_flops"])
-    seeds = {s: fit_policy(replace(op_cfg, seed=s), banks)[0] for s in args.seeds[1:]}
-    seeds[args.seeds[0]] = first_seed[chosen["lambda_flops"]]
-    reports = {s: report(p, banks["test"]) for s, p in seeds.items()}
-    policy, test = seeds[args.seeds[0]], reports[args.seeds[0]]
-    sketches = [load_sketch(x) for x in split_sets(cfg)["test"].sketches[: args.speed_sketches]]
-    models = {"teacher@256": load(teacher_spec, canvas=REFERENCE_CANVAS),
-              "sketchynet-v1@256": Retriever(student, canvas=REFERENCE_CANVAS),
-              "sketchynet-v2": Retriever(student, selector=policy)}
-    speed = measure_speed(models, policy, sketches, args.speed_repeats)
-    v2_ms = speed["sketchynet-v2"]["mean_ms"]
-    teacher = models["teacher@256"].model
-    teacher_gflops = sum(backbone_cost(m.sketch_tower.backbone, REFERENCE_CANVAS).gflops  # an ensemble: all members
-                         for m in getattr(teacher, "members", [teacher]))
-    v1 = test["fixed"][REFERENCE_CANVAS]
-    speed["ratios"] = {"teacher_over_v2_time": speed["teacher@256"]["mean_ms"] / v2_ms,
-                       "v1_over_v2_time": speed["sketchynet-v1@256"]["mean_ms"] / v2_ms,
-                       "teacher_over_v2_gflops": teacher_gflops / test["policy"]["gflops"],
-                       "v1_over_v2_gflops": v1["gflops"] / test["policy"]["gflops"]}
-    acc = {k: [reports[s]["policy"][k] for s in args.seeds] for k in ("acc1", "acc5", "acc10", "gflops")}
+        sel = fitted[lf] = fit_policy(replace(cfg, lambda_flops=lf, seed=args.seeds[0]), banks)[0]
+        test = report(sel, banks["test"])
+        sweep.append({"lambda_flops": lf, "val": pick(report(sel, banks["val"])["policy"]),
+                      "test": pick(test["policy"])})
+        print(f"{cfg.set} {kind:<7} lambda_F {lf:<5} val acc@1 {sweep[-1]['val']['acc1']:6.2f} at "
+              f"{sweep[-1]['val']['gflops']:.3f} GFLOPs | test {test['policy']['acc1']:6.2f} at "
+              f"{test['policy']['gflops']:.3f}", flush=True)
+    chosen = choose(sweep, args.budget_gflops)
+    lf = chosen["lambda_flops"]
+    seeds = [args.seeds[0]] if kind == "cascade" else args.seeds  # the cascade has no random init or sampling
+    selectors = {s: fitted[lf] if s == args.seeds[0] else fit_policy(replace(cfg, lambda_flops=lf, seed=s), banks)[0]
+                 for s in seeds}
+    reports = {s: report(sel, banks["test"]) for s, sel in selectors.items()}
+    save_policy(out / kind / "best.pt", selectors[seeds[0]], config=asdict(replace(cfg, lambda_flops=lf)),
+                best={"val": chosen["val"]})
+    acc = {k: [reports[s]["policy"][k] for s in seeds] for k in ("acc1", "acc5", "acc10", "gflops")}
+    first = reports[seeds[0]]
+    return {"kind": kind, "lambda_flops": lf, "val": chosen["val"], "sweep": sweep, "seeds": seeds,
+            "test": {**{k: statistics.fmean(v) for k, v in acc.items()}, "acc1_std": statistics.pstdev(acc["acc1"]),
+                     "per_seed": acc, "canvas_share": first["policy"]["canvas_share"],
+                     "selector_gflops": first["policy"]["selector_gflops"]},
+            "selector_params_m": first["selector_params_m"], "headroom": first["headroom"],
+            "random": pick(first["random"]), "selector": str(out / kind)}
+
+
+def run_set(spec: str, student_spec: str, pattern: str, args: argparse.Namespace) -> dict:
+    folds = tuple(sorted(glob.glob(pattern)))
+    if not folds:
+        raise SystemExit(f"{spec}: no cross-fitting runs match {pattern!r}")
+    cfg = SelectConfig(student=student_spec, set=spec, data=args.data, crossfit=folds, epochs=args.epochs,
+                       limit=args.limit)
+    student = load_model(student_spec)
+    folder = args.banks / spec
+    banks = banks_for(cfg, student, folder)
+    own = cached_bank(folder / "own-train.pt", student, split_sets(cfg)["train"], tuple(cfg.canvases),
+                      cfg.photo_size, cfg.raster_method)
+    stats = {"own training sketches (before)": statistics_of(own), "cross-fitted (after)": statistics_of(banks["train"]),
+             "validation": statistics_of(banks["val"]), "test": statistics_of(banks["test"])}
+    kinds = {kind: run_kind(kind, cfg, banks, args, args.runs / spec) for kind in args.kinds}
+    best = choose([{"kind": k, "val": r["val"]} for k, r in kinds.items()], args.budget_gflops)["kind"]
+    test = report(fit_policy(replace(cfg, policy=best, lambda_flops=kinds[best]["lambda_flops"],
+                                     seed=args.seeds[0]), banks)[0], banks["test"])
     g = banks["test"].student_gflops.double()
     budgets = torch.logspace(g[0].log10().item(), g[-1].log10().item(), 40).tolist()
-    return {
-        "set": spec, "student": student_spec, "backbone": student.config.backbone, "teacher": teacher_spec,
-        "policy": args.policy,
-        "selector_params_m": test["selector_params_m"], "student_params_m": banks["test"].student_params_m,
-        "teacher_gflops": teacher_gflops, "budget_gflops": args.budget_gflops,
-        "chosen_lambda_flops": chosen["lambda_flops"], "sweep": sweep,
-        "operating_point": {"seeds": args.seeds, **{k: statistics.fmean(v) for k, v in acc.items()},
-                            "acc1_std": statistics.pstdev(acc["acc1"]), "per_seed": acc,
-                            "canvas_share": test["policy"]["canvas_share"]},
-        "fixed": {c: pick(m) for c, m in test["fixed"].items()}, "oracle": pick(test["oracle"]),
-        "oracle_frontier": [{"gflops": b, "acc1": oracle_acc1_at(banks["test"], b)} for b in budgets],
-        "random_same_mix": pick(test["random"]), "headroom": test["headroom"],
-        "speed": {"sketches": len(sketches), "repeats": args.speed_repeats, "threads": torch.get_num_threads(),
-                  "cpu": platform.processor() or platform.machine(), **speed},
-        "command": command,
-    }
+    return {"set": spec, "student": student_spec, "backbone": student.config.backbone, "crossfit": list(folds),
+            "student_params_m": banks["test"].student_params_m, "budget_gflops": args.budget_gflops,
+            "reward_statistics": stats, "kinds": kinds, "best": best,
+            "fixed": {c: pick(m) for c, m in test["fixed"].items()}, "oracle": pick(test["oracle"]),
+            "oracle_frontier": [{"gflops": b, "acc1": oracle_acc1_at(banks["test"], b)} for b in budgets],
+            "command": "python " + " ".join(sys.argv)}
 
 
 def rows(res: dict) -> list[dict]:
     """The rows of results/<set>.json this benchmark owns."""
-    op, params = res["operating_point"], res["student_params_m"]
-    base = {"backbone": res["backbone"], "canvas": "selector", "command": res["command"]}
+    base = {"backbone": res["backbone"], "canvas": "selector", "command": res["command"], "cpu_ms": None,
+            "branches": "untied", "precision": "fp32"}
 
-    def row(name: str, m: dict, params_m: float, cpu_ms: float | None, std: float | None, seeds: list) -> dict:
-        return {"name": name, **base, "params_m": params_m, "gflops": m["gflops"], "cpu_ms": cpu_ms,
-                "acc1": m["acc1"], "acc5": m["acc5"], "acc10": m["acc10"], "acc1_std": std, "seeds": seeds}
+    def row(name: str, m: dict, params_m: float, std: float | None, seeds: list) -> dict:
+        return {"name": name, **base, "params_m": params_m, "gflops": m["gflops"], "acc1": m["acc1"],
+                "acc5": m["acc5"], "acc10": m["acc10"], "acc1_std": std, "seeds": seeds}
 
-    return [row(ROWS[0], op, params + res["selector_params_m"], res["speed"]["sketchynet-v2"]["mean_ms"],
-                op["acc1_std"], op["seeds"]),
-            row(ROWS[1], res["oracle"], params, None, None, []),
-            row(ROWS[2], res["random_same_mix"], params, None, None, [])]
+    out = []
+    for kind, r in res["kinds"].items():
+        params = res["student_params_m"] + r["selector_params_m"]
+        out.append(row(f"sketchynet-v2-{kind}", r["test"], params, r["test"]["acc1_std"], r["seeds"]))
+    best = res["kinds"][res["best"]]
+    out.append({**out[list(res["kinds"]).index(res["best"])], "name": "sketchynet-v2"})
+    out.append(row("selector-oracle", res["oracle"], res["student_params_m"], None, []))
+    out.append(row("selector-random", best["random"], res["student_params_m"], None, []))
+    return out
 
 
 def plot(results: list[dict], path: Path) -> None:
-    """acc@1 against mean GFLOPs per sketch, a panel per set."""
-    fig = Figure(figsize=(6 * len(results), 4.5))
+    """Test acc@1 against mean GFLOPs per sketch (selector included), a panel per set."""
+    fig = Figure(figsize=(6.5 * len(results), 4.8))
     axes = fig.subplots(1, len(results), squeeze=False)
     for ax, res in zip(axes[0], results):
         fixed = sorted((int(c), m) for c, m in res["fixed"].items())
         ax.plot([m["gflops"] for _, m in fixed], [m["acc1"] for _, m in fixed], "s-", color="grey",
-                label="fixed canvas (SketchyNetV1)")
+                label="fixed canvas (SketchyNetV1); the line: random mixtures")
         for c, m in fixed:
             ax.annotate(str(c), (m["gflops"], m["acc1"]), textcoords="offset points", xytext=(4, -10), fontsize=8)
-        sweep = sorted(res["sweep"], key=lambda s: s["test"]["gflops"])
-        ax.plot([s["test"]["gflops"] for s in sweep], [s["test"]["acc1"] for s in sweep], "o-", color="C0",
-                label="learned policy (lambda_F sweep)")
-        ax.plot([s["random_same_mix"]["gflops"] for s in sweep], [s["random_same_mix"]["acc1"] for s in sweep],
-                "o", mfc="none", color="C1", label="random, same canvas mix")
         ax.plot([f["gflops"] for f in res["oracle_frontier"]], [f["acc1"] for f in res["oracle_frontier"]], "--",
                 color="C2", lw=1, label="best per-sketch choice at each cost")
         ax.plot(res["oracle"]["gflops"], res["oracle"]["acc1"], "*", ms=14, color="C2",
                 label="oracle (cheapest canvas as good as 256)")
-        op = res["operating_point"]
-        ax.errorbar(op["gflops"], op["acc1"], yerr=op["acc1_std"], fmt="D", ms=8, color="C3", capsize=3,
-                    label=f"SketchyNetV2 (lambda_F {res['chosen_lambda_flops']}, {len(op['seeds'])} seeds)")
+        for i, (kind, r) in enumerate(res["kinds"].items()):
+            sweep = sorted(r["sweep"], key=lambda s: s["test"]["gflops"])
+            ax.plot([s["test"]["gflops"] for s in sweep], [s["test"]["acc1"] for s in sweep], "o-", ms=3, lw=1,
+                    color=f"C{i}", alpha=0.6)
+            t, seeds = r["test"], "" if kind == "cascade" else f", {len(r['seeds'])} seeds"
+            ax.errorbar(t["gflops"], t["acc1"], yerr=t["acc1_std"], fmt="D", ms=7, color=f"C{i}", capsize=3,
+                        label=f"{kind} (lambda_F {r['lambda_flops']}, chosen on validation{seeds})")
         ax.axvline(res["budget_gflops"], ls=":", color="k", lw=0.8)
-        ax.set(xscale="log", xlabel="mean GFLOPs per sketch (selector included)", ylabel="acc@1 (%)",
-               title=f"{res['set']} test ({res['student']})")
+        ax.set(xscale="log", xlabel="mean GFLOPs per sketch (selector included)", ylabel="test acc@1 (%)",
+               title=f"{res['set']}: SketchyNetV2 = {res['best']}")
         ax.grid(alpha=0.3)
         ax.legend(fontsize=7, loc="lower right")
     fig.tight_layout()
@@ -217,58 +207,17 @@ def plot(results: list[dict], path: Path) -> None:
     fig.savefig(path, dpi=120)
 
 
-def markdown(results: list[dict]) -> str:
-    lines = ["| set | model | canvas | GFLOPs/sketch | acc@1 | acc@10 | CPU ms/sketch |",
-             "|---|---|---|---:|---:|---:|---:|"]
-    for res in results:
-        sp, op = res["speed"], res["operating_point"]
-        v1 = res["fixed"][str(REFERENCE_CANVAS)]  # read back from JSON: string keys
-        lines += [
-            f"| {res['set']} | teacher ({res['teacher']}) | 256 | {res['teacher_gflops']:.3f} | | | "
-            f"{sp['teacher@256']['mean_ms']:.1f} |",
-            f"| {res['set']} | SketchyNetV1 | 256 | {v1['gflops']:.3f} | {v1['acc1']:.2f} | {v1['acc10']:.2f} | "
-            f"{sp['sketchynet-v1@256']['mean_ms']:.1f} |",
-            f"| {res['set']} | **SketchyNetV2** (lambda_F {res['chosen_lambda_flops']}) | selector | "
-            f"{op['gflops']:.3f} | {op['acc1']:.2f} ± {op['acc1_std']:.2f} | {op['acc10']:.2f} | "
-            f"{sp['sketchynet-v2']['mean_ms']:.1f} |",
-            f"| {res['set']} | oracle canvas | per sketch | {res['oracle']['gflops']:.3f} | "
-            f"{res['oracle']['acc1']:.2f} | {res['oracle']['acc10']:.2f} | |",
-            f"| {res['set']} | random, same canvas mix | per sketch | {res['random_same_mix']['gflops']:.3f} | "
-            f"{res['random_same_mix']['acc1']:.2f} | {res['random_same_mix']['acc10']:.2f} | |"]
-    lines.append("")
-    for res in results:
-        r, h, sp = res["speed"]["ratios"], res["headroom"], res["speed"]
-        captured = "n/a" if h["captured"] is None else f"{100 * h['captured']:.0f}%"
-        lines.append(f"- {res['set']}: SketchyNetV2 is {r['v1_over_v2_time']:.2f}x faster than SketchyNetV1@256 "
-                     f"on the CPU for {r['v1_over_v2_gflops']:.1f}x fewer FLOPs, {r['teacher_over_v2_time']:.1f}x "
-                     f"faster than the teacher for {r['teacher_over_v2_gflops']:.0f}x fewer FLOPs (selector "
-                     f"{sp['selector']['mean_ms']:.2f} of {sp['sketchynet-v2']['mean_ms']:.1f} ms). At its cost a "
-                     f"random policy with its canvas mix gets acc@1 {h['random_acc1']:.2f} and the best per-sketch "
-                     f"choice {h['oracle_acc1_at_same_cost']:.2f}: the policy captures {captured} of that head-room "
-                     f"(seed {res['operating_point']['seeds'][0]}). The oracle canvas is "
-                     f"{h['oracle_acc1_vs_largest']:+.2f} acc@1 from 256, the policy {h['acc1_vs_largest']:+.2f}.")
-    meta = results[0]["speed"]
-    lines.append(f"\n_{meta['cpu']}, {meta['threads']} threads, batch 1, mean over {meta['sketches']} test sketches "
-                 f"of the median of {meta['repeats']} runs, from a decoded sketch to its embedding; command: "
-                 f"`{results[0]['command']}`_\n\n![acc@1 against mean GFLOPs per sketch](results/selector-curve.png)")
-    return "\n".join(lines)
-
-
 def main(args: argparse.Namespace) -> None:
-    if args.threads is not None:
-        torch.set_num_threads(args.threads)
-    command = "python " + " ".join(sys.argv)
     students = per_set(args.students, args.sets, "student")
-    teachers = per_set(args.teachers, args.sets, "teacher")
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # zero-shot teachers warn about their weights
-        for spec, student, teacher in zip(args.sets, students, teachers):
-            res = run_set(spec, student, teacher, args, command)
-            write_json(res, args.results / f"selector-{slug(spec)}.json")
-            update_rows(args.results / f"{slug(spec)}.json", rows(res), dataset=slug(spec))
+    patterns = per_set(args.crossfit, args.sets, "cross-fitting glob")
+    for spec, student, pattern in zip(args.sets, students, patterns):
+        res = run_set(spec, student, pattern, args)
+        write_json(res, args.results / f"selector-{spec}.json")
+        update_rows(args.results / f"{spec}.json", rows(res), dataset=spec)
     results = [json.loads(p.read_text()) for p in sorted(args.results.glob("selector-*.json"))]
+    results = [r for r in results if "kinds" in r]  # the earlier one-policy files are replaced set by set
     plot(results, args.results / "selector-curve.png")
-    replace_block(args.readme, "selector", markdown(results))
+    replace_block(args.readme, "selector", selector_table(results))
     render(args.results, args.readme)  # the dataset tables carry the selector rows too
 
 

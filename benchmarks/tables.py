@@ -122,6 +122,49 @@ def scale_table(r: dict) -> str:
     return "\n".join(lines + ["", f"`{m['command']}`"])
 
 
+def selector_table(results: list[dict]) -> str:
+    """SketchyNetV2's selectors (``benchmarks/selector.py``): the reward landscape before and after cross-fitting,
+    each selector on the test split beside its reference points, and the issue's targets."""
+    lines = []
+    for res in results:
+        stats = res["reward_statistics"]
+        canvases = list(next(iter(stats.values()))["acc1"])
+        lines += [f"**{res['set']}** (student `{res['student']}`): where the rewards come from",
+                  "", "| sketches scored | n | " + " | ".join(f"acc@1 @{c}" for c in canvases) + " | " +
+                  " | ".join(f"oracle picks {c}" for c in canvases) + " |",
+                  "|---|---:|" + "---:|" * (2 * len(canvases))]
+        for name, s in stats.items():
+            lines.append(f"| {name} | {s['sketches']} | " + " | ".join(f"{s['acc1'][c]:.1f}" for c in canvases) +
+                         " | " + " | ".join(f"{100 * s['oracle_share'][c]:.0f}%" for c in canvases) + " |")
+        v1 = res["fixed"][str(canvases[-1])]
+        lines += ["", "| selector (test) | lambda_F | GFLOPs / sketch | acc@1 | acc@10 | best blind at that cost | "
+                      "best per-sketch at that cost | head-room captured | vs best fixed canvas that costs no more |",
+                  "|---|---:|---:|---:|---:|---:|---:|---:|---:|",
+                  f"| SketchyNetV1 @{canvases[-1]} | | {v1['gflops']:.3f} | {v1['acc1']:.2f} | {v1['acc10']:.2f} "
+                  "| | | | |"]
+        for kind, r in res["kinds"].items():
+            t, h = r["test"], r["headroom"]
+            captured = "n/a" if h["captured"] is None else f"{100 * h['captured']:.0f}%"
+            fixed = "n/a" if h["best_fixed_canvas"] is None else f"{h['vs_best_fixed']:+.2f} (vs {h['best_fixed_canvas']})"
+            star = " **(SketchyNetV2)**" if kind == res["best"] else ""
+            lines.append(f"| {kind}{star} | {r['lambda_flops']} | {t['gflops']:.3f} | {t['acc1']:.2f} ± "
+                         f"{t['acc1_std']:.2f} | {t['acc10']:.2f} | {h['random_acc1']:.2f} | "
+                         f"{h['oracle_acc1_at_same_cost']:.2f} | {captured} | {fixed} |")
+        o = res["oracle"]
+        lines += [f"| oracle | | {o['gflops']:.3f} | {o['acc1']:.2f} | {o['acc10']:.2f} | | | | |", ""]
+        best, h = res["kinds"][res["best"]]["test"], res["kinds"][res["best"]]["headroom"]
+        cheap = best["gflops"] <= v1["gflops"] / 3 and best["acc1"] >= v1["acc1"] - 1
+        captured = "n/a" if h["captured"] is None else f"{100 * h['captured']:.0f}%"
+        vs_fixed = "n/a" if h["vs_best_fixed"] is None else f"{h['vs_best_fixed']:+.2f}"
+        lines += [f"Targets ({res['set']}, SketchyNetV2 = {res['best']}): mean cost {best['gflops']:.3f} GFLOPs "
+                  f"against {v1['gflops'] / 3:.3f} (a third of V1@256) at acc@1 {best['acc1'] - v1['acc1']:+.2f} "
+                  f"from V1@256 (target: within 1): {'met' if cheap else 'NOT met'}; against the best fixed canvas "
+                  f"of no more cost {vs_fixed} (target +3); head-room captured {captured} (target 50%).", ""]
+    lines.append("![test acc@1 against mean GFLOPs per sketch](results/selector-curve.png)")
+    lines.append(f"\n_`{results[0]['command']}`_" if results else "")
+    return "\n".join(lines)
+
+
 def models_table() -> str:
     """The shipped retrievers: name, dataset, row of the results table, test acc@1 of the artifact, size."""
     lines = ["| name | dataset | results row | canvas | test acc@1 (artifact, fp32) | size (MB) | what it is |",

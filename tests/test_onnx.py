@@ -92,3 +92,31 @@ def test_per_canvas_statistics_follow_the_canvas_in_onnx_too():
     retriever = Retriever(twin.eval(), 64, 64)
     rows = verify_onnx(retriever, export_onnx(retriever))  # raises beyond the tolerance
     assert {r["side"] for r in rows if r["branch"] == "sketch"} >= {32, 64, 128}  # every canvas with statistics
+
+
+def test_learned_policies_move_to_onnxruntime_with_their_student(data, chair_pickle):
+    import torch
+
+    from sketchdown.data import io
+    from sketchdown.data.datasets import load_set
+    from sketchdown.retrieval import load
+    from sketchdown.retrieval.onnx import OnnxPolicy
+    from sketchdown.select.policy import PolicyConfig, create_policy
+
+    sketches = [io.read_sketch(p) for p in load_set("chairs-v1", "test", data).sketches[:3]]
+    sketches += list(io.read_sketchx_pickle(chair_pickle).values())[:3]
+    for kind in ("raster", "vector"):
+        torch.manual_seed(0)
+        policy = create_policy(PolicyConfig(kind=kind))
+        fast = OnnxPolicy(policy)
+        for s in sketches:
+            feat = policy.features(s)
+            with torch.inference_mode():
+                expected = policy(*policy.collate([feat]))[0].numpy()
+            assert abs(fast.logits(feat)[0] - expected).max() < 1e-5
+        student = load("mobilenet_v2", canvas=64, photo_size=64, selector=policy)
+        moved = student.with_engine("onnx")
+        assert isinstance(moved.selector, OnnxPolicy)
+        for s in sketches:
+            assert moved.query(s).canvas == student.query(s).canvas
+        assert moved.with_engine("torch").selector is policy

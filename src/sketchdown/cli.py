@@ -633,11 +633,14 @@ def bench_arguments(p: argparse.ArgumentParser) -> None:
     benchmarks/latency.py does through it): importing ``sketchdown.retrieval`` loads torch and faiss."""
     p.add_argument("--teacher", help="teacher: run folder, checkpoint or backbone name (zero-shot)")
     p.add_argument("--v1", help="SketchyNetV1 student: run folder, checkpoint or backbone name; run at canvas 256")
-    p.add_argument("--v2", help="SketchyNetV2's canvas selector (checkpoint or run folder), run on the --v1 student")
+    p.add_argument("--v2", help="SketchyNetV2: a retriever with its selector (shipped name or artifact), or a canvas "
+                                "selector (run folder or checkpoint) for the --v1 student")
+    p.add_argument("--set", default="shoes-v1", help="test sketches and photos (the first of the gallery; default "
+                                                     "shoes-v1)")
     p.add_argument("--queries", type=COUNT, default=200, help="timed queries per model and engine (default 200)")
     p.add_argument("--warmup", type=whole(0), default=20, help="untimed queries first (default 20)")
     p.add_argument("--distractors", type=whole(0), default=4885,
-                   help="photos added to the 115 Shoe-V1 test photos (default 4885: 5,000 in all)")
+                   help="photos added to the test photos (default 4885: 5,000 in all with Shoe-V1's 115)")
     p.add_argument("--synthetic", type=COUNT, default=100_000, help="synthetic vectors for index-only timing")
     p.add_argument("--threads", type=COUNT, help="CPU threads for torch, onnxruntime and faiss (default: torch's)")
     p.add_argument("--data", type=Path, help="data root (default ../shared/data)")

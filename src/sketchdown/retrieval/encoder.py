@@ -93,13 +93,13 @@ class TorchEngine:
                           for use in ("batch", "query")}
         self._format: bool | None = None  # the memory format the weights are in now
 
-    @torch.inference_mode()
     def __call__(self, images: np.ndarray, branch: str) -> np.ndarray:
         p = self.precision["query" if len(images) == 1 else "batch"]
         if self._format is not p.channels_last:
-            p.prepare(self.model)
+            with torch.no_grad():  # not inference mode: re-laid weights made there could not be traced (ONNX)
+                p.prepare(self.model)
             self._format = p.channels_last
-        with p.autocast():
+        with torch.inference_mode(), p.autocast():
             out = getattr(self.model, f"encode_{branch}")(p.inputs(torch.from_numpy(images)))
         return out.float().numpy()
 
@@ -245,14 +245,17 @@ class Retriever:
         if engine not in ENGINES:
             raise SketchdownError(f"unknown engine {engine!r}; choose one of {', '.join(ENGINES)}")
         if engine == "torch":
-            return self.replace(engine=TorchEngine(self.model, self.precision, self.memory_format))
-        from .onnx import OnnxEngine, export_onnx
+            policy = getattr(self.selector, "policy", self.selector)  # back from an onnxruntime policy
+            return self.replace(engine=TorchEngine(self.model, self.precision, self.memory_format), selector=policy)
+        from .onnx import OnnxEngine, OnnxPolicy, export_onnx
 
         runner = OnnxEngine(onnx if onnx is not None else export_onnx(self), threads)
         if runner.identity != self.identity:
             raise SketchdownError(f"{onnx}: exported from another model (identity {runner.identity[:12]}, "
                                   f"this model {self.identity[:12]}); export it again with export-onnx")
-        return self.replace(engine=runner)
+        # a learned policy moves to onnxruntime with the student (a cascade's heads are a few multiply-adds)
+        selector = OnnxPolicy(self.selector, threads) if isinstance(self.selector, CanvasPolicy) else self.selector
+        return self.replace(engine=runner, selector=selector)
 
     def gflops(self, canvas: int) -> float:
         """The paper's cost of one query at ``canvas`` (counted once per canvas, then remembered)."""

@@ -1,5 +1,6 @@
 """ONNX export of a retriever's embedding net, both towers of an untied one (dynamic batch and canvas size),
-checked against torch, and an onnxruntime engine that runs it.
+checked against torch, and an onnxruntime engine that runs it; and the learned canvas policies on onnxruntime, so
+SketchyNetV2's selector runs on the engine its student runs on.
 
 The exported graph takes what the torch model takes (RGB in [0, 1], any batch, any height and width; the input
 normalisation is inside the model) and records the model's identity in its metadata, so an index can refuse an
@@ -21,6 +22,7 @@ import torch
 from ..errors import InputError, SketchdownError
 from ..files import write_atomic
 from ..models import artifact
+from ..select.policy import CanvasPolicy, VectorPolicy
 from .encoder import Retriever
 
 OPSET = 17
@@ -143,3 +145,46 @@ def verify_onnx(encoder: Retriever, model: str | Path | bytes,
                               f"branch) at batch "
                               f"{worst['batch']}, {worst['side']}x{worst['side']} (tolerance {tolerance:.0e})")
     return rows
+
+
+class _OneSequence(torch.nn.Module):
+    """The vector policy on one unpadded sequence (1 x T x 3): packing is the identity for a batch of one."""
+
+    def __init__(self, policy: torch.nn.Module) -> None:
+        super().__init__()
+        self.policy = policy
+
+    def forward(self, seq: torch.Tensor) -> torch.Tensor:
+        return self.policy.head(self.policy.gru(seq)[1][0])
+
+
+class OnnxPolicy:
+    """A learned canvas policy (raster CNN or vector GRU) whose network runs on onnxruntime; its input (the 32 px
+    ink, or the simplified strokes) is made exactly as the torch policy makes it. Same ``select`` interface."""
+
+    def __init__(self, policy: CanvasPolicy, threads: int | None = None) -> None:
+        self.policy, self.config = policy.eval(), policy.config
+        self.source = getattr(policy, "source", None)
+        vector = isinstance(policy, VectorPolicy)
+        module = _OneSequence(policy) if vector else policy
+        example = torch.zeros(1, 9, 3) if vector else torch.zeros(1, 1, policy.config.raster_canvas,
+                                                                    policy.config.raster_canvas)
+        buf = io.BytesIO()
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", category=DeprecationWarning)
+            warnings.filterwarnings("ignore", message=".*legacy TorchScript-based ONNX export.*")
+            warnings.filterwarnings("ignore", message=".*GRU.*batch_size.*")
+            torch.onnx.export(module.eval(), (example,), buf, dynamo=False, opset_version=OPSET, input_names=["x"],
+                              output_names=["logits"], dynamic_axes={"x": {1: "length"}} if vector else None)
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = threads or torch.get_num_threads()
+        options.inter_op_num_threads = 1
+        self.session = ort.InferenceSession(buf.getvalue(), options, providers=["CPUExecutionProvider"])
+
+    def logits(self, feat: torch.Tensor) -> np.ndarray:
+        return self.session.run(None, {"x": feat.numpy()[None].astype(np.float32)})[0]
+
+    def select(self, sketch, probe):
+        feat = self.policy.features(sketch)
+        canvas = self.config.canvases[int(self.logits(feat).argmax())]
+        return probe(canvas), (canvas,), self.policy.flops(feat)

@@ -89,16 +89,17 @@ class CascadePolicy(nn.Module):
             stop[here] = stage
         return stop
 
-    @torch.inference_mode()
     def select(self, sketch: Sketch, probe: Callable[[int], Probe]) -> tuple[Probe, tuple[int, ...], int]:
         """Probe canvas after canvas until a head says stop; returns the last probe, the canvases computed and the
-        heads' FLOPs."""
+        heads' FLOPs. (The probes run outside any grad mode of ours: the student's engine picks its own.)"""
         last = len(self.config.canvases) - 1
         for stage, canvas in enumerate(self.config.canvases):
             result = probe(canvas)
             if stage == last:
                 break
-            if float(self.stop_probability(stage, torch.as_tensor(result.top))) >= self.config.threshold:
+            with torch.no_grad():
+                stop = float(self.stop_probability(stage, torch.as_tensor(result.top))) >= self.config.threshold
+            if stop:
                 return result, self.config.canvases[:stage + 1], (stage + 1) * self.stage_flops()
         return result, self.config.canvases, last * self.stage_flops()
 
