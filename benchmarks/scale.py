@@ -27,12 +27,11 @@ import faiss
 import numpy as np
 
 from sketchdown.data.datasets import data_root, load_set, load_sketch
-from sketchdown.files import write_json
 from sketchdown.models.weights import cache_dir
 from sketchdown.retrieval import load, recall_at_k
 from sketchdown.retrieval.index import build_file
 from sketchdown.retrieval.structures import Compression, train_ivfpq
-from tables import render, scale_table
+from tables import publish, scale_table
 
 K = 10
 
@@ -140,11 +139,7 @@ def main(args: argparse.Namespace) -> dict:
         "model": args.model, "threads": faiss.omp_get_max_threads(), "cores": os.cpu_count(),
         "cpu": platform.processor() or platform.machine(), "faiss": faiss.__version__,
         "command": f"python {' '.join(sys.argv)}"}}
-    write_json(result, args.results / "scale.json")
-    (args.results / "scale.md").write_text(scale_table(result) + "\n")
-    render(args.results, args.readme)
-    print(scale_table(result))
-    return result
+    return publish(result, "scale", scale_table, args.results, args.readme)
 
 
 if __name__ == "__main__":

@@ -16,8 +16,6 @@ import json
 import os
 import platform
 import signal
-import socket
-import subprocess
 import sys
 import threading
 import time
@@ -29,8 +27,8 @@ import numpy as np
 from sketchdown.data import io
 from sketchdown.data.datasets import data_root, load_set
 from sketchdown.data.strokes import trace
-from sketchdown.files import write_json
-from tables import render, serve_load_table
+from sketchdown.serve.process import free_port, start_server
+from tables import publish, serve_load_table
 
 
 def get_args_parser() -> argparse.ArgumentParser:
@@ -45,28 +43,6 @@ def get_args_parser() -> argparse.ArgumentParser:
     return p
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def start(args: argparse.Namespace, photos: Path, port: int) -> subprocess.Popen:
-    cmd = [str(Path(sys.executable).with_name("sketchdown")), "serve", "--index", str(photos), "--model",
-           args.model, "--name", "shoes-v1-test", "--port", str(port)]
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    for _ in range(600):
-        if proc.poll() is not None:
-            raise SystemExit(f"the server exited: {proc.stdout.read()}")
-        try:
-            if httpx.get(f"http://127.0.0.1:{port}/health", timeout=1).status_code == 200:
-                return proc
-        except httpx.HTTPError:
-            time.sleep(0.5)
-    proc.kill()
-    raise SystemExit("the server did not come up")
-
-
 def main(args: argparse.Namespace) -> dict:
     root = args.data or data_root()
     test = load_set("shoes-v1", "test", root)
@@ -76,7 +52,8 @@ def main(args: argparse.Namespace) -> dict:
         bodies.append(json.dumps({"width": s.width, "height": s.height, "k": args.k,
                                   "strokes": [x.round(1).tolist() for x in s.strokes]}))
     port = free_port()
-    proc = start(args, root / "qmul-v1" / "shoes" / "test" / "images", port)
+    proc = start_server(["--index", str(root / "qmul-v1" / "shoes" / "test" / "images"), "--model", args.model,
+                         "--name", "shoes-v1-test"], port)
     url = f"http://127.0.0.1:{port}/search"
     latency: list[float] = []
     server_ms: list[float] = []
@@ -121,11 +98,7 @@ def main(args: argparse.Namespace) -> dict:
         "meta": {"model": args.model, "photos": len(test.photos), "sketches": len(bodies), "k": args.k,
                  "cpu": platform.processor() or platform.machine(), "cores": os.cpu_count(),
                  "command": f"python {' '.join(sys.argv)}"}}
-    write_json(result, args.results / "serve-load.json")
-    (args.results / "serve-load.md").write_text(serve_load_table(result) + "\n")
-    render(args.results, args.readme)
-    print(serve_load_table(result))
-    return result
+    return publish(result, "serve-load", serve_load_table, args.results, args.readme)
 
 
 if __name__ == "__main__":

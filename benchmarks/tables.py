@@ -14,9 +14,11 @@ from __future__ import annotations
 import argparse
 import json
 import re
+from collections.abc import Callable
 from pathlib import Path
 
 from sketchdown.eval.results import markdown
+from sketchdown.files import write_json
 from sketchdown.limits import Limits
 from sketchdown.pretrained import describe
 
@@ -63,6 +65,15 @@ def render(results: Path = Path("results"), readme: Path = Path("README.md")) ->
     if (results / "serve-load.json").is_file():
         replace_block(readme, "serve-load", serve_load_table(json.loads((results / "serve-load.json").read_text())))
     return written
+
+
+def publish(result: dict, name: str, table: Callable[[dict], str], results: Path, readme: Path) -> dict:
+    """A benchmark's last step: results/<name>.json and .md, every README block re-rendered, the table printed."""
+    write_json(result, results / f"{name}.json")
+    (results / f"{name}.md").write_text(table(result) + "\n")
+    render(results, readme)
+    print(table(result))
+    return result
 
 
 def limits_table() -> str:

@@ -14,7 +14,7 @@ from sketchdown.data import io
 from sketchdown.data.datasets import load_set
 from sketchdown.data.strokes import trace
 
-from test_serve import free_port, start_server
+from sketchdown.serve.process import free_port, start_server
 
 MODEL = "sketchynet-v1-shoes"  # the shipped Shoe-V1 retriever the README serves
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
@@ -33,7 +33,7 @@ def server(data):
 
     port = free_port()
     proc = start_server(["--index", str(data / "qmul-v1" / "shoes" / "test" / "images"), "--model", MODEL,
-                         "--name", "shoes-v1-test"], port)
+                         "--name", "shoes-v1-test"], port, threads=1)
     url = f"http://127.0.0.1:{port}"
     # a test sketch whose traced strokes the model ranks near the top (the page must then keep it in the top 10)
     for path in load_set("shoes-v1", "test", data).sketches[:30]:

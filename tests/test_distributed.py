@@ -19,7 +19,7 @@ import torch
 from sketchdown.models.embed import load_model, read_checkpoint
 from sketchdown.train.configs import TrainConfig
 
-from test_serve import free_port
+from sketchdown.serve.process import free_port
 
 pytestmark = pytest.mark.slow
 # From ImageNet weights (a randomly initialised MobileNetV2 is chaotic: a 1e-7 change of its input moves its

@@ -15,8 +15,17 @@ from sketchdown.eval.evaluate import evaluate_canvases
 def test_a_shipped_model_reproduces_its_recorded_test_accuracy(name, data):
     retriever = sketchdown.load(name)  # by name, from the committed weights, nothing downloaded
     assert retriever.info["name"] == name and retriever.source == name
-    recorded = {t["canvas"]: t for t in retriever.info["test"]}
     test = load_set(retriever.info["dataset"], "test", data)
+    if retriever.selector is not None:  # SketchyNetV2: through the product's own search, selector included
+        from sketchdown.retrieval.export import selector_test
+
+        recorded = retriever.info["test_selector"]
+        measured = selector_test(retriever, test)
+        assert abs(measured["acc1"] - recorded["acc1"]) <= 0.5 and abs(measured["gflops"] - recorded["gflops"]) < 1e-3
+        assert measured["gflops"] < retriever.gflops(256)  # the selector spends less than the student at 256
+        return
+    assert pretrained.MODELS[name].selector or retriever.canvas == pretrained.MODELS[name].canvas
+    recorded = {t["canvas"]: t for t in retriever.info["test"]}
     measured = evaluate_canvases(retriever.model, test, sorted(recorded), retriever.photo_size,
                                  raster_method=retriever.raster_method)  # fp32, as recorded
     for m in measured:

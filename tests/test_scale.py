@@ -89,7 +89,7 @@ def test_shard_and_merge_from_the_command_line(photos, tmp_path, capsys):
 
 @pytest.mark.slow
 def test_torchrun_ranks_encode_their_shards_and_rank0_merges(photos, tmp_path):
-    from test_serve import free_port
+    from sketchdown.serve.process import free_port
 
     out = tmp_path / "t.idx"
     done = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port",

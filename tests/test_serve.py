@@ -6,12 +6,7 @@ from __future__ import annotations
 
 import io
 import json
-import os
 import signal
-import socket
-import subprocess
-import sys
-import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -19,7 +14,6 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from sketchdown.data import io as sio
 from sketchdown.data.datasets import load_set
 from sketchdown.retrieval import Index, load
 
@@ -27,6 +21,7 @@ pytest.importorskip("fastapi")
 from fastapi.testclient import TestClient  # noqa: E402
 
 from sketchdown.serve import Catalogue, create_app  # noqa: E402
+from sketchdown.serve.process import free_port, start_server  # noqa: E402
 
 SIDE = 64
 STROKES = {"width": 200, "height": 100, "strokes": [[[10, 10], [190, 20], [150, 90]], [[20, 80], [100, 50]]]}
@@ -148,32 +143,6 @@ def test_concurrent_searches_share_the_model_safely(client):
     assert len({tuple(ids) for code, ids in out[::2]}) == 1  # the same sketch ranks alike under load
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def start_server(args: list[str], port: int) -> subprocess.Popen:
-    """``sketchdown serve`` in its own process, once /health answers (or fail with its output)."""
-    import httpx
-
-    proc = subprocess.Popen([sys.executable, "-m", "sketchdown", "serve", *args, "--port", str(port)],
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                            env={**os.environ, "OMP_NUM_THREADS": "1"})
-    deadline = time.time() + 180
-    while time.time() < deadline:
-        if proc.poll() is not None:
-            raise AssertionError(f"the server exited: {proc.stdout.read()}")
-        try:
-            if httpx.get(f"http://127.0.0.1:{port}/health", timeout=1).status_code == 200:
-                return proc
-        except httpx.HTTPError:
-            time.sleep(0.3)
-    proc.kill()
-    raise AssertionError("the server did not answer /health in time")
-
-
 @pytest.mark.slow
 def test_the_server_stops_cleanly_on_sigterm_and_sigint(data, tmp_path):
     photos = tmp_path / "photos"
@@ -182,7 +151,7 @@ def test_the_server_stops_cleanly_on_sigterm_and_sigint(data, tmp_path):
         (photos / p.name).write_bytes(p.read_bytes())
     for sig in (signal.SIGTERM, signal.SIGINT):
         port = free_port()
-        proc = start_server(["--index", str(photos), "--model", "mobilenet_v2"], port)
+        proc = start_server(["--index", str(photos), "--model", "mobilenet_v2"], port, threads=1)
         proc.send_signal(sig)
         out, _ = proc.communicate(timeout=30)
         assert proc.returncode == 0 and "Traceback" not in out, out

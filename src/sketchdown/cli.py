@@ -309,11 +309,12 @@ def add_export(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--fp32", action="store_true", help="store fp32 without trying fp16")
     for key in ("name", "dataset", "row", "description"):
         p.add_argument(f"--{key}", help=f"{key} recorded in the manifest's info")
+    p.add_argument("--fixed-row", help="with --selector: the results row of the student alone (at a fixed canvas)")
 
     def run(a: argparse.Namespace) -> None:
         from .retrieval.export import export_run
 
-        info = {k: getattr(a, k) for k in ("name", "dataset", "row", "description") if getattr(a, k)}
+        info = {k: getattr(a, k) for k in ("name", "dataset", "row", "description", "fixed_row") if getattr(a, k)}
         print(json.dumps(export_run(a.source, a.out, a.selector, half=not a.fp32, info=info), indent=2))
 
     p.set_defaults(run=run)

@@ -12,7 +12,8 @@ The manifest holds the format version, the artifact's kind, its parts and everyt
 Kinds: ``retriever`` (an embedding model, i.e. one shared tower, untied sketch and photo towers or an ensemble,
 plus an optional canvas selector, with the inference settings) and ``selector`` (a canvas policy alone). A part's
 file is hashed in the manifest, so a truncated or tampered file is refused before it is parsed, and the tensors
-must match the part's config exactly (no missing, no extra). Weights may be stored as fp16 and load as fp32.
+must match the part's config exactly (no missing, no extra). Weights may be stored as fp16 and load as fp32; a
+tensor that fp16 holds exactly is always stored as fp16 (lossless).
 
 This module reads and writes the format and rebuilds the model part; the selector part is rebuilt by
 ``select.policy`` and the retriever by ``retrieval`` (the layers above).
@@ -87,18 +88,27 @@ def save(folder: str | Path, kind: str, parts: dict[str, tuple[str, dict, dict[s
     if kind not in KINDS:
         raise ValueError(f"artifact kind must be one of {KINDS}")
     folder = Path(folder)
-    dtype = torch.float16 if half else torch.float32
     entries = {}
     for name, (part_kind, config, state) in parts.items():
-        tensors = {k: (v.to(dtype) if v.is_floating_point() else v).detach().cpu().contiguous()
-                   for k, v in state.items()}
+        tensors = {k: _stored(v, half).detach().cpu().contiguous() for k, v in state.items()}
+        dtypes = {str(v.dtype).removeprefix("torch.") for v in tensors.values() if v.is_floating_point()}
         data = save_bytes(tensors)
         path = write_atomic(folder / f"{name}.safetensors", lambda f: f.write(data))
         entries[name] = {"file": path.name, "kind": part_kind, "config": config,
-                         "dtype": "float16" if half else "float32", "sha256": digest([data])}
+                         "dtype": dtypes.pop() if len(dtypes) == 1 else "float32, float16 where exact",
+                         "sha256": digest([data])}
     write_json({"format": FORMAT, "kind": kind, "parts": entries, "settings": settings, "info": info or {}},
                folder / MANIFEST)
     return folder
+
+
+def _stored(t: torch.Tensor, half: bool) -> torch.Tensor:
+    """How a tensor is stored: fp16 if ``half``; else fp16 where that is lossless (every value an fp16 number,
+    e.g. a frozen tower copied from an fp16 artifact), fp32 otherwise. Loading makes every float fp32 again."""
+    if not t.is_floating_point():
+        return t
+    low = t.to(torch.float16)
+    return low if half or torch.equal(low.to(t.dtype), t) else t.to(torch.float32)
 
 
 def set_info(folder: str | Path, info: dict) -> None:

@@ -356,9 +356,16 @@ def load(model: str | Path, canvas: int | None = None, photo_size: int | None = 
     own_selector: CanvasSelector | None = None
     info: dict = {}
     folder, source = pretrained.resolve(model)
+    shipped = pretrained.MODELS.get(spec)
+    if shipped is not None:  # a shipped name may leave its artifact's selector out and fix a canvas
+        selector = False if not shipped.selector and selector is None else selector
+        canvas = canvas or shipped.canvas
     if artifact.is_artifact(folder):
         art = artifact.read(folder, "retriever")
         net, stored, info = artifact.build_model(art), art.settings, art.info
+        if shipped is not None:
+            info = {**info, "name": spec, "test_figures": pretrained.test_figures(spec, info, canvas or stored.get(
+                "canvas"))}
         if "selector" in art.parts and selector is None:
             own_selector = build_policy(art)
             own_selector.source = source

@@ -73,9 +73,26 @@ def export_run(run: str | Path, out: str | Path, selector: str | Path | None = N
         canvases = sorted({stored.canvas, *trained.get("canvases", ())})
         meta["test"] = evaluate_canvases(stored.model, test, canvases, stored.photo_size,
                                          raster_method=stored.raster_method)
+        if selector:
+            meta["test_selector"] = report["test_selector"] = selector_test(load(out), test)
         artifact.set_info(out, meta)
         report["test"] = meta["test"]
     return report
+
+
+def selector_test(retriever: Retriever, test: RetrievalSet) -> dict:
+    """What a retriever with its canvas selector scores on the test split through the product's own path
+    (``Index.search``: the selector, every canvas it computes, the search), with its mean GFLOPs a sketch."""
+    from .index import Index
+
+    index = Index.build(retriever, test.photos)
+    results = [index.search(s, 10) for s in test.sketches]
+    hits = [r.ids for r in results]
+    return {"acc1": 100 * float(np.mean([t in h[:1] for t, h in zip(test.targets, hits)])),
+            "acc5": 100 * float(np.mean([t in h[:5] for t, h in zip(test.targets, hits)])),
+            "acc10": 100 * float(np.mean([t in h for t, h in zip(test.targets, hits)])),
+            "gflops": float(np.mean([r.gflops for r in results])), "queries": len(results),
+            "set": test.name, "canvas": "selector"}
 
 
 def _train_config(config: dict) -> TrainConfig:

@@ -18,7 +18,7 @@ from ..models.precision import resolve
 from .cache import CachedTriplets, trunk_views, validate_cached
 from .configs import TrainConfig
 from . import distributed
-from .loop import Run, ValidateFn, fit, start_run, test_best
+from .loop import ValidateFn, fit, start_run, test_best
 
 
 def train_pool(cfg: TrainConfig) -> RetrievalSet:
