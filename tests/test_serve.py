@@ -95,6 +95,8 @@ def _png(array: np.ndarray) -> bytes:
     ({"json": {**STROKES, "k": "many"}}, 400, "k"),
     ({"json": {**STROKES, "k": True}}, 400, "k"),
     ({"json": {**STROKES, "catalogue": "boats"}}, 400, "no such catalogue"),
+    ({"json": {**STROKES, "catalogue": ["shoes"]}}, 400, "no such catalogue"),
+    ({"content": b"[" * 100_000, "headers": {"content-type": "application/json"}}, 400, "not valid JSON"),
     ({"content": b"strokes", "headers": {"content-type": "text/plain"}}, 400, "content type"),
     ({"files": {"file": ("x.png", b"\x89PNG\r\n\x1a\nbroken")}}, 400, "x.png"),
     ({"files": {"file": ("x.png", _png(np.full((32, 32), 255, np.uint8)))}}, 400, "blank"),

@@ -181,10 +181,10 @@ def create_app(catalogues: list[Catalogue], max_body: int = MAX_BODY) -> FastAPI
         log.exception("error serving %s", request.url.path)
         return JSONResponse({"detail": f"internal error ({type(err).__name__})"}, status_code=500)
 
-    def catalogue(name: str | None) -> Catalogue:
+    def catalogue(name: object) -> Catalogue:
         if name is None:
             return catalogues[0]
-        if name not in by_name:
+        if not isinstance(name, str) or name not in by_name:
             raise InputError(name, f"no such catalogue; served: {', '.join(by_name)}")
         return by_name[name]
 
