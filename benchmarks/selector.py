@@ -43,7 +43,7 @@ from sketchdown.models.artifact import load_model
 from sketchdown.select.bank import Bank, cached_bank
 from sketchdown.select.policy import save_policy
 from sketchdown.select.reinforce import SelectConfig, oracle_acc1_at, oracle_actions, report
-from sketchdown.select.runner import banks_for, fit_policy, split_sets
+from sketchdown.select.runner import banks_for, fit_policy, split_sets, with_student_settings
 from tables import render, replace_block, selector_table
 
 KINDS = ("vector", "raster", "cascade")
@@ -133,8 +133,8 @@ def run_set(spec: str, student_spec: str, pattern: str, args: argparse.Namespace
     folds = tuple(sorted(glob.glob(pattern)))
     if not folds:
         raise SystemExit(f"{spec}: no cross-fitting runs match {pattern!r}")
-    cfg = SelectConfig(student=student_spec, set=spec, data=args.data, crossfit=folds, epochs=args.epochs,
-                       limit=args.limit)
+    cfg = with_student_settings(SelectConfig(student=student_spec, set=spec, data=args.data, crossfit=folds,
+                                             epochs=args.epochs, limit=args.limit))
     student = load_model(student_spec)
     folder = args.banks / spec
     banks = banks_for(cfg, student, folder)

@@ -31,9 +31,10 @@ from safetensors.torch import load as load_bytes
 from safetensors.torch import save as save_bytes
 
 from .. import limits, pretrained
+from ..data.render import RASTER_METHODS
 from ..errors import InputError
 from ..files import checkpoint_path, digest, write_atomic, write_json
-from .embed import EnsembleNet, Model, TwinNet, _build, create_model, load_model as load_checkpoint_model
+from .embed import EnsembleNet, Model, TwinNet, _build, create_model, load_model as load_checkpoint_model, read_checkpoint
 from .registry import list_backbones
 
 FORMAT = 2
@@ -192,3 +193,33 @@ def load_model(spec: str | Path) -> Model:
 
 def _prefixed(state: dict, prefix: str) -> dict:
     return {k[len(prefix):]: v for k, v in state.items() if k.startswith(prefix)}
+
+
+def checkpoint_settings(config: object, path: Path) -> dict:
+    """The inference settings a training run's checkpoint records (its config), checked: a damaged one is an
+    InputError naming the checkpoint, never a TypeError at the first search."""
+    if config is None:
+        return {}
+    if not isinstance(config, dict):
+        raise InputError(path, f"the checkpoint's training config is not a mapping: {config!r:.80}")
+    stored = {"canvas": config.get("eval_canvas"), "photo_size": config.get("photo_size"),
+              "raster_method": config.get("raster_method")}
+    for key in ("canvas", "photo_size"):
+        if stored[key] is not None:
+            limits.check_canvas(stored[key], path, f"the recorded {key}")
+    if stored["raster_method"] not in (None, *RASTER_METHODS):
+        raise InputError(path, f"the recorded raster method {stored['raster_method']!r} is not one of "
+                               f"{', '.join(RASTER_METHODS)}")
+    return stored
+
+
+def stored_settings(spec: str | Path) -> dict:
+    """The inference settings a model spec records (as ``load_model`` resolves it): an artifact's settings, a run's
+    checkpoint config (canvas, photo size, raster method), nothing for a backbone name."""
+    folder, _ = pretrained.resolve(spec)
+    if is_artifact(folder):
+        return read(folder, "retriever").settings
+    if folder.exists():
+        path = checkpoint_path(folder)
+        return checkpoint_settings(read_checkpoint(path).get("config"), path)
+    return {}

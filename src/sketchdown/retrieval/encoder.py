@@ -320,24 +320,6 @@ def load_selector(spec: str | Path) -> Selector:
     return selector
 
 
-def _trained_settings(config: object, path: Path) -> dict:
-    """The inference settings a training run's checkpoint records (its config), checked: a damaged one is an
-    InputError naming the checkpoint, never a TypeError at the first search."""
-    if config is None:
-        return {}
-    if not isinstance(config, dict):
-        raise InputError(path, f"the checkpoint's training config is not a mapping: {config!r:.80}")
-    stored = {"canvas": config.get("eval_canvas"), "photo_size": config.get("photo_size"),
-              "raster_method": config.get("raster_method")}
-    for key in ("canvas", "photo_size"):
-        if stored[key] is not None:
-            limits.check_canvas(stored[key], path, f"the recorded {key}")
-    if stored["raster_method"] not in (None, *RASTER_METHODS):
-        raise InputError(path, f"the recorded raster method {stored['raster_method']!r} is not one of "
-                               f"{', '.join(RASTER_METHODS)}")
-    return stored
-
-
 def load(model: str | Path, canvas: int | None = None, photo_size: int | None = None,
          selector: CanvasSelector | str | Path | bool | None = None, engine: str = "torch",
          onnx: str | Path | None = None, precision: str | None = None, memory_format: str | None = None,
@@ -372,7 +354,7 @@ def load(model: str | Path, canvas: int | None = None, photo_size: int | None = 
     elif folder.exists():
         path = checkpoint_path(folder)
         net, source = load_model(path), str(path.resolve())
-        stored = _trained_settings(read_checkpoint(path).get("config"), path)
+        stored = artifact.checkpoint_settings(read_checkpoint(path).get("config"), path)
     elif spec in list_backbones():
         net, source = create_model(spec), spec
     else:
@@ -382,6 +364,8 @@ def load(model: str | Path, canvas: int | None = None, photo_size: int | None = 
         own_selector = load_selector(selector)
     elif selector not in (None, False, True):
         own_selector = selector
+    if own_selector is None and "calibration_fixed" in info:  # the artifact's student without its selector
+        info = {**info, "calibration": info["calibration_fixed"]}
     retriever = Retriever(net, canvas or stored.get("canvas") or REFERENCE_CANVAS,
                           photo_size or stored.get("photo_size") or PHOTO_SIZE, own_selector, source,
                           precision=precision or stored.get("precision") or "auto",

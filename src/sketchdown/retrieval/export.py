@@ -58,6 +58,8 @@ def export_run(run: str | Path, out: str | Path, selector: str | Path | None = N
         meta["selector"] = run_info(checkpoint_path(selector).parent)
     _, val, test = build_sets(_train_config(config))
     meta["calibration"] = calibrate(retriever, val)
+    if selector:  # the same student at its fixed canvas (a SketchyNetV1 name of the artifact) scores otherwise
+        meta["calibration_fixed"] = calibrate(retriever.replace(selector=None), val)
     report: dict = {"run": str(run_dir), "out": str(out), "canvas": retriever.canvas, "dtype": "float32"}
     if half:
         retriever.save(out, half=True, info=meta)
@@ -110,10 +112,18 @@ def _val_metrics(retriever: Retriever, val: RetrievalSet) -> dict:
 
 def calibrate(retriever: Retriever, val: RetrievalSet) -> dict:
     """The top-1 cosine of every validation sketch against the validation photos, as 101 quantiles: what an
-    in-domain query scores, which ``Index.search`` compares each query with (``confidence``)."""
-    photos = encode(retriever.model, PhotoDataset(val.photos, retriever.photo_size), "photo", progress=False)
-    sketches = encode(retriever.model, SketchCanvasDataset(val.sketches, retriever.canvas, retriever.raster_method),
-                      "sketch", progress=False)
-    top1 = (sketches @ photos.T).amax(1).numpy()
-    return {"split": "validation", "queries": len(top1), "gallery": len(val.photos), "canvas": retriever.canvas,
+    in-domain query scores, which ``Index.search`` compares each query with (``confidence``). With a canvas
+    selector, through the search itself: each sketch at the canvas the selector gives it."""
+    if retriever.selector is not None:
+        from .index import Index
+
+        index = Index.build(retriever, val.photos)
+        top1 = np.array([index.search(s, 1)[0].score for s in val.sketches])
+        canvas: int | str = "selector"
+    else:
+        photos = encode(retriever.model, PhotoDataset(val.photos, retriever.photo_size), "photo", progress=False)
+        sketches = encode(retriever.model, SketchCanvasDataset(val.sketches, retriever.canvas,
+                                                               retriever.raster_method), "sketch", progress=False)
+        top1, canvas = (sketches @ photos.T).amax(1).numpy(), retriever.canvas
+    return {"split": "validation", "queries": len(top1), "gallery": len(val.photos), "canvas": canvas,
             "top1_quantiles": [round(float(q), 5) for q in np.quantile(top1, np.linspace(0, 1, 101))]}

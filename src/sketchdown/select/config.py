@@ -48,8 +48,8 @@ class SelectConfig:
     max_points: int = field(default=128, metadata={"help": "cap on the simplified stroke sequence"})
     val_fraction: float = field(default=0.15, metadata={"help": "photos held out of train (as the student's)"})
     photo_size: int = field(default=256, metadata={"help": "photo side in pixels"})
-    raster_method: str = field(default=DEFAULT_RASTER_METHOD, metadata={"help": "raster sketch downscaling: "
-                                                                               + ", ".join(RASTER_METHODS)})
+    raster_method: str | None = field(default=None, metadata={"help": "raster sketch downscaling (default: the "
+                                                                       "student's): " + ", ".join(RASTER_METHODS)})
     seed: int = field(default=0, metadata={"help": "seed for init and sampling"})
     limit: int | None = field(default=None, metadata={"help": "only the first N sketches of each split (smoke runs)"})
 
@@ -57,6 +57,8 @@ class SelectConfig:
         validate(self)
         if self.baseline not in BASELINES:
             raise ValueError(f"baseline must be one of {BASELINES}")
+        if self.raster_method not in (None, *RASTER_METHODS):
+            raise ValueError(f"raster_method must be one of {RASTER_METHODS}")
         if not 0.0 <= self.lambda_flops <= 1.0:
             raise ValueError(f"lambda_flops must be in [0, 1], got {self.lambda_flops}")
         self.policy_config()  # validates policy kind and canvases (imports torch: only when a config is made)
@@ -68,5 +70,6 @@ class SelectConfig:
         if self.policy == "cascade":
             return CascadeConfig(canvases=tuple(self.canvases))
         return PolicyConfig(kind=self.policy, canvases=tuple(self.canvases), raster_canvas=min(self.canvases),
-                            channels=tuple(self.channels), raster_method=self.raster_method, hidden=self.hidden,
+                            channels=tuple(self.channels), raster_method=self.raster_method or DEFAULT_RASTER_METHOD,
+                            hidden=self.hidden,
                             rdp_epsilon=self.rdp_epsilon, max_points=self.max_points)

@@ -11,7 +11,7 @@ the run that did not train on them.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import asdict, fields
+from dataclasses import asdict, fields, replace
 from pathlib import Path
 
 import torch
@@ -20,7 +20,8 @@ from ..config import build
 from ..data.datasets import RetrievalSet, load_set
 from ..errors import InputError, SketchdownError
 from ..files import checkpoint_path, write_json
-from ..models.artifact import load_model
+from ..data.render import DEFAULT_RASTER_METHOD
+from ..models.artifact import load_model, stored_settings
 from ..models.embed import Model, read_checkpoint
 from ..train.loop import Run
 from ..train.configs import DistillConfig, TrainConfig
@@ -47,6 +48,14 @@ def split_sets(cfg: SelectConfig) -> dict[str, RetrievalSet]:
     return {k: head(v, cfg.limit) for k, v in sets.items()} if cfg.limit else sets
 
 
+def with_student_settings(cfg: SelectConfig) -> SelectConfig:
+    """``cfg`` with the student's own raster method where it names none: a bank must draw sketches as the student
+    was trained to see them (a student trained on traced strokes ranks area-shrunk sketches far worse)."""
+    if cfg.raster_method is not None:
+        return cfg
+    return replace(cfg, raster_method=stored_settings(cfg.student).get("raster_method") or DEFAULT_RASTER_METHOD)
+
+
 def fold_config(run: str | Path) -> TrainConfig:
     """The config a cross-fitting run was trained with (from its checkpoint)."""
     path = checkpoint_path(run)
@@ -67,7 +76,7 @@ def banks_for(cfg: SelectConfig, student: Model, folder: str | Path,
     With ``cfg.crossfit`` the train bank is made of the fold runs' banks instead: each fold's sketches scored by the
     run that left them out, so no reward comes from a sketch its student trained on.
     """
-    folder = Path(folder)
+    folder, cfg = Path(folder), with_student_settings(cfg)
     banks = {name: cached_bank(folder / f"{name}.pt", student, rset, tuple(cfg.canvases), cfg.photo_size,
                                cfg.raster_method, progress)
              for name, rset in split_sets(cfg).items() if not (cfg.crossfit and name == "train")}
@@ -78,6 +87,9 @@ def banks_for(cfg: SelectConfig, student: Model, folder: str | Path,
             rset = held_out_fold(fold_cfg)
             if cfg.limit:
                 rset = head(rset, cfg.limit)
+            if fold_cfg.raster_method != cfg.raster_method:
+                raise InputError(run, f"draws raster sketches with {fold_cfg.raster_method!r}, the student with "
+                                      f"{cfg.raster_method!r}: cross-fitting runs must follow the student's recipe")
             folds.append(cached_bank(folder / f"fold{fold_cfg.fold}of{fold_cfg.folds}.pt", load_model(run), rset,
                                      tuple(cfg.canvases), cfg.photo_size, cfg.raster_method, progress))
         banks["train"] = Bank.concat(folds, f"{folds[0].name.split(':fold')[0]}:crossfit")
@@ -108,6 +120,7 @@ def select(cfg: SelectConfig, out: str | Path, banks: str | Path | None = None, 
     run = Run(out)
     if (run.path / "best.pt").exists():
         raise SketchdownError(f"{run.path} already holds a selector run; choose another --out")
+    cfg = with_student_settings(cfg)
     run.start(cfg)
     student = load_model(cfg.student)
     bank = banks_for(cfg, student, banks or run.path / "banks", progress)
