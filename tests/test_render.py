@@ -3,7 +3,7 @@ import time
 import numpy as np
 import pytest
 
-from sketchdown.data.render import (CANVASES, MIN_LINE_WIDTH, RASTER_METHODS, line_width, render_strokes, shrink_raster,
+from sketchdown.data.render import (CANVASES, MIN_LINE_WIDTH, SHRINK_METHODS, line_width, render_strokes, shrink_raster,
                                     to_canvas, to_tensor)
 from sketchdown.data.sketch import Sketch
 from sketchdown.errors import InputError
@@ -58,7 +58,7 @@ def test_render_real_chair_strokes_fast(chair_pickle):
     assert per_sketch_ms < 50, f"rendering 4 canvases took {per_sketch_ms:.1f} ms per sketch"
 
 
-@pytest.mark.parametrize("method", RASTER_METHODS)
+@pytest.mark.parametrize("method", SHRINK_METHODS)
 def test_shrink_raster_keeps_a_one_pixel_line_visible(method):
     raster = np.full((256, 256), 255, np.uint8)
     raster[100, 20:230] = 0  # a 1-px horizontal line

@@ -100,6 +100,13 @@ class RetrievalSet:
         return self._subset([i not in held for i in range(len(self.photos))]), \
             self._subset([i in held for i in range(len(self.photos))])
 
+    def among(self, gallery: "RetrievalSet", name: str | None = None) -> "RetrievalSet":
+        """These sketches ranked among ``gallery``'s photos, a superset of their own (a held-out part of a training
+        set searched among every training photo, a gallery the size of a real one)."""
+        index = {p.resolve(): i for i, p in enumerate(gallery.photos)}
+        return RetrievalSet(name or self.name, self.sketches, [index[self.photos[t].resolve()] for t in self.targets],
+                            list(gallery.photos), gallery.categories)
+
     def fold_split(self, fold: int, folds: int, seed: int = 0) -> tuple["RetrievalSet", "RetrievalSet"]:
         """(the other folds, fold ``fold``) of ``folds`` disjoint parts by photo (a photo with all its sketches):
         cross-fitting, where a model trained on the other folds scores the sketches of this one."""

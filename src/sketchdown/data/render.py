@@ -30,7 +30,8 @@ REFERENCE_CANVAS = 256
 LINE_WIDTH_256 = 2.0
 MIN_LINE_WIDTH = 0.5
 SUPERSAMPLE_PIXELS = 512  # supersample so the drawing grid is about this size (anti-aliasing quality)
-RASTER_METHODS = ("area", "maxink", "bilinear", "trace")
+SHRINK_METHODS = ("area", "maxink", "bilinear")  # resampling of the pixels
+RASTER_METHODS = (*SHRINK_METHODS, "trace")
 # "trace": the raster is traced into strokes (``strokes.trace``) and drawn at each canvas with this width: QMUL's
 # 1 px pen at 256, and a line of full contrast at 32, where a 1 px line shrunk by "area" keeps an eighth of its ink.
 TRACED_LINE_WIDTH = 1.0
@@ -83,8 +84,8 @@ def shrink_raster(raster: np.ndarray, canvas: int, method: str = DEFAULT_RASTER_
     resampling (similar, smoother), ``maxink`` keeps the darkest pixel of each cell (thin strokes stay fully
     dark, at the cost of looking bolder).
     """
-    if method not in RASTER_METHODS or method == "trace":
-        raise ValueError(f"unknown raster downscaling {method!r}; choose one of {', '.join(RASTER_METHODS[:-1])} "
+    if method not in SHRINK_METHODS:
+        raise ValueError(f"unknown raster downscaling {method!r}; choose one of {', '.join(SHRINK_METHODS)} "
                          "(trace draws strokes: to_canvas)")
     limits.check_canvas(canvas)
     h, w = raster.shape

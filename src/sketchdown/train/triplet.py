@@ -53,9 +53,7 @@ def held_out_fold(cfg: TrainConfig) -> RetrievalSet:
         raise SketchdownError("not a cross-fitting run: it was trained without --folds")
     pool = train_pool(cfg)
     held = pool.split_by_photo(cfg.val_fraction, seed=0)[0].fold_split(cfg.fold, cfg.folds)[1]
-    index = {p.resolve(): i for i, p in enumerate(pool.photos)}
-    return RetrievalSet(f"{pool.name}:fold{cfg.fold}of{cfg.folds}", held.sketches,
-                        [index[held.photos[t].resolve()] for t in held.targets], list(pool.photos), pool.categories)
+    return held.among(pool, f"{pool.name}:fold{cfg.fold}of{cfg.folds}")
 
 
 def embedders(model: Model, from_block: int):
