@@ -28,9 +28,10 @@ class Shipped:
 
 
 MODELS: dict[str, Shipped] = {
-    "teacher-chairs": Shipped("chairs-v1/teacher"),
+    "teacher-chairs": Shipped("chairs-v1/direct"),  # the teacher of the v1b students is the direct run
     "direct-chairs": Shipped("chairs-v1/direct"),
-    "sketchynet-v1-chairs": Shipped("chairs-v1/sketchynet-v1"),
+    "sketchynet-v2-chairs": Shipped("chairs-v1/sketchynet"),
+    "sketchynet-v1-chairs": Shipped("chairs-v1/sketchynet", selector=False, canvas=256),
     "sketchynet-v1-shoes": Shipped("shoes-v1/sketchynet-v1"),
 }
 
