@@ -38,7 +38,7 @@ K = 10
 
 def get_args_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--model", default="sketchynet-v2-shoes", help="shipped Shoe-V1 retriever (or artifact)")
+    p.add_argument("--model", default="sketchynet-v1-shoes", help="shipped Shoe-V1 retriever (or artifact)")
     p.add_argument("--vectors", type=int, default=1_000_000)
     p.add_argument("--noise", type=float, default=0.5, help="norm of the noise added to each copy")
     p.add_argument("--chunk", type=int, default=100_000, help="vectors generated and added at a time")

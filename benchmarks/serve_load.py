@@ -33,7 +33,7 @@ from tables import publish, serve_load_table
 
 def get_args_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--model", default="sketchynet-v2-shoes", help="shipped model (or artifact) the server uses")
+    p.add_argument("--model", default="sketchynet-v1-shoes", help="shipped model (or artifact) the server uses")
     p.add_argument("--clients", type=int, default=8)
     p.add_argument("--requests", type=int, default=100, help="searches per client")
     p.add_argument("-k", type=int, default=10)
