@@ -1,7 +1,8 @@
 """Data-parallel training under torchrun on this CPU: 2 processes x 4 triplets train the same weights as one
 process x 8 (same global batch: one permutation per epoch, in-batch negatives gathered across ranks, gradients
 averaged, batch-norm statistics over both ranks), only rank 0 writes the run folder, and an interrupted run
-resumes to the weights it would have had."""
+resumes to the weights it would have had; ``select`` shares the reward banks' student passes over the ranks and
+fits the selector that one process fits."""
 
 from __future__ import annotations
 
@@ -13,10 +14,12 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
 from sketchdown.models.embed import load_model, read_checkpoint
+from sketchdown.select.bank import Bank
 from sketchdown.train.configs import TrainConfig
 
 from sketchdown.serve.process import free_port
@@ -99,3 +102,20 @@ def test_an_interrupted_distributed_run_resumes_to_the_same_weights(data, tmp_pa
     run(["train", "--resume", str(cut)], nproc=2)
     assert gap(*(outputs(load_model(p / "last.pt")) for p in (whole, cut))) < TOLERANCE
     assert len((cut / "metrics.jsonl").read_text().splitlines()) == 3
+
+
+def test_select_shares_the_reward_banks_over_ranks_and_fits_the_same_selector(data, tmp_path):
+    one, two = tmp_path / "one", tmp_path / "two"
+    args = ["select", "--student", "mobilenet_v2", "--set", "chairs-v1", "--data", str(data), "--limit", "5",
+            "--photo-size", "64", "--epochs", "2", "--lambda-flops", "0.3", "--policy", "vector"]
+    run([*args, "--out", str(one)])
+    launched = run([*args, "--out", str(two)], nproc=2)
+    assert launched.stdout.count("test chairs-v1:test") == 1  # rank 0 reports
+    for split in ("train", "val", "test"):  # 5 sketches: each rank encoded and traced 2 or 3 of them
+        a, b = (Bank.load(p / "banks" / f"{split}.pt") for p in (one, two))
+        assert a.key == b.key and torch.equal(a.ranks, b.ranks) and torch.equal(a.rasters, b.rasters)
+        assert torch.allclose(a.top_scores, b.top_scores, atol=1e-5) and len(a.points) == len(b.points) == len(a)
+        assert all(np.array_equal(p, q) for p, q in zip(a.points, b.points))
+    tests = [json.loads((p / "test.json").read_text()) for p in (one, two)]
+    assert tests[0]["policy"] == tests[1]["policy"]  # the same banks fit the same selector
+    assert sorted(p.name for p in two.iterdir()) == sorted(p.name for p in one.iterdir())

@@ -682,8 +682,11 @@ def add_select(sub: argparse._SubParsersAction) -> None:
     def run(a: argparse.Namespace) -> None:
         from .config import from_sources
         from .select.runner import select
+        from .train import distributed
 
         test = select(from_sources(SelectConfig, a.config, a), a.out, a.banks)["test"]
+        if not distributed.is_main():  # under torchrun rank 0 reports
+            return
         pol, full = test["policy"], test["fixed"][max(test["fixed"])]
         print(f"test {test['set']}: acc@1 {pol['acc1']:.2f} at {pol['gflops']:.3f} GFLOPs/sketch "
               f"(largest canvas: {full['acc1']:.2f} at {full['gflops']:.3f}; oracle: {test['oracle']['acc1']:.2f} "

@@ -27,6 +27,7 @@ from ..eval.evaluate import encode
 from ..eval.flops import backbone_cost
 from ..eval.metrics import true_ranks
 from ..models.embed import Model, state_parts
+from ..train import distributed
 from .probe import TOP
 
 TRIPLET_MARGIN = 0.2  # the margin the students are trained with (losses.triplet_loss default)
@@ -131,30 +132,37 @@ def build_bank(student: Model, rset: RetrievalSet, canvases: tuple[int, ...] = C
     """Encode every sketch at every canvas and the gallery once; rank the true photo for each pair.
 
     Raster sketches are also traced into strokes (``data.strokes.trace``), so the vector policy can read every
-    sketch; the student sees each sketch as ``raster_method`` draws it.
+    sketch; the student sees each sketch as ``raster_method`` draws it. Under torchrun each rank encodes and traces
+    its block of the photos and of the sketches, and every rank gets the whole bank.
     """
     canvases = tuple(sorted(canvases))
-    loaded = [load_sketch(s) for s in rset.sketches]
-    sketches = [prepare(s, raster_method) for s in loaded]
-    photo_emb = encode(student, PhotoDataset(rset.photos, photo_size), "photo", batch_size, desc="photos", progress=progress)
+    photos = rset.photos[distributed.block(len(rset.photos))]
+    photo_emb = torch.cat(distributed.gather_objects(
+        encode(student, PhotoDataset(photos, photo_size), "photo", batch_size, desc="photos", progress=progress)))
+    mine = distributed.block(len(rset.sketches))
+    sketches = [prepare(load_sketch(s), raster_method) for s in rset.sketches[mine]]
     sketch_emb = torch.stack([encode(student, SketchCanvasDataset(sketches, c, raster_method), "sketch", batch_size,
                                      desc=f"sketches@{c}", progress=progress) for c in canvases], dim=1)
-    targets = torch.tensor(rset.targets)
+    targets = torch.tensor(rset.targets[mine], dtype=torch.long)
     scores = torch.einsum("nkd,pd->nkp", sketch_emb, photo_emb)
-    ranks = torch.stack([torch.from_numpy(true_ranks(scores[:, k], targets)) for k in range(len(canvases))], 1)
     top = scores.topk(min(TOP, scores.shape[2]), dim=2).values
     if top.shape[2] < TOP:  # a gallery of fewer than TOP photos: repeat the last similarity
         top = torch.cat([top, top[:, :, -1:].expand(-1, -1, TOP - top.shape[2])], dim=2)
-    costs = [backbone_cost(student.sketch_tower.backbone, c) for c in canvases]
     strokes = [s if s.is_vector else trace(s) for s in sketches]
-    return Bank(
-        name=rset.name, key=bank_key(student, rset, canvases, photo_size, raster_method), canvases=canvases,
-        targets=targets, ranks=ranks.long(), triplet=mean_triplet(scores, targets), top_scores=top.float(),
-        gallery=len(rset.photos), student_gflops=torch.tensor([c.gflops for c in costs]),
-        student_params_m=costs[0].params_m,
-        rasters=torch.stack([torch.tensor(to_canvas(s, canvases[0], raster_method)) for s in sketches]),
-        points=[s.to_points() for s in strokes],
-        frames=torch.tensor([[s.width, s.height] for s in strokes]))
+    part = {"ranks": torch.stack([torch.from_numpy(true_ranks(scores[:, k], targets))
+                                  for k in range(len(canvases))], 1).reshape(len(sketches), len(canvases)).long(),
+            "triplet": mean_triplet(scores, targets), "top_scores": top.float(),
+            "rasters": torch.tensor(np.array([to_canvas(s, canvases[0], raster_method) for s in sketches],
+                                             np.uint8).reshape(-1, canvases[0], canvases[0])),
+            "points": [s.to_points() for s in strokes],
+            "frames": torch.tensor([[s.width, s.height] for s in strokes], dtype=torch.float32).reshape(-1, 2)}
+    parts = distributed.gather_objects(part)
+    whole = {k: [x for p in parts for x in p[k]] if k == "points" else torch.cat([p[k] for p in parts])
+             for k in part}
+    costs = [backbone_cost(student.sketch_tower.backbone, c) for c in canvases]
+    return Bank(name=rset.name, key=bank_key(student, rset, canvases, photo_size, raster_method), canvases=canvases,
+                targets=torch.tensor(rset.targets), gallery=len(rset.photos),
+                student_gflops=torch.tensor([c.gflops for c in costs]), student_params_m=costs[0].params_m, **whole)
 
 
 def cached_bank(path: str | Path, student: Model, rset: RetrievalSet, canvases: tuple[int, ...] = CANVASES,
@@ -163,10 +171,11 @@ def cached_bank(path: str | Path, student: Model, rset: RetrievalSet, canvases: 
     """The bank at ``path`` if it was made from this very student, set and settings; else build and save it."""
     path = Path(path)
     key = bank_key(student, rset, tuple(sorted(canvases)), photo_size, raster_method)
-    if path.is_file():
-        bank = Bank.load(path)
-        if bank.key == key:
-            return bank
+    bank = Bank.load(path) if path.is_file() else None
+    if distributed.all_agree(bank is not None and bank.key == key):
+        return bank
     bank = build_bank(student, rset, canvases, photo_size, raster_method, progress=progress)
-    bank.save(path)
+    if distributed.is_main():
+        bank.save(path)
+    distributed.barrier()
     return bank

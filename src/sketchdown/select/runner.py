@@ -23,7 +23,8 @@ from ..files import checkpoint_path, write_json
 from ..data.render import DEFAULT_RASTER_METHOD
 from ..models.artifact import load_model, stored_settings
 from ..models.embed import Model, read_checkpoint
-from ..train.loop import Run
+from ..train import distributed
+from ..train.loop import start_run
 from ..train.configs import DistillConfig, TrainConfig
 from ..train.triplet import held_out_fold
 from .bank import Bank, cached_bank
@@ -120,16 +121,18 @@ def fit_policy(cfg: SelectConfig, banks: dict[str, Bank],
 def select(cfg: SelectConfig, out: str | Path, banks: str | Path | None = None, progress: bool = True) -> dict:
     """Train a selector into the run folder ``out``: config.yaml, metrics.jsonl, best.pt (the selector),
     test.json."""
-    run = Run(out)
-    if (run.path / "best.pt").exists():
-        raise SketchdownError(f"{run.path} already holds a selector run; choose another --out")
+    if (Path(out) / "best.pt").exists():
+        raise SketchdownError(f"{out} already holds a selector run; choose another --out")
     cfg = with_student_settings(cfg)
-    run.start(cfg)
+    run = start_run(cfg, out, resume=False)  # under torchrun: rank 0 writes, every rank shares the banks' work
+    main = distributed.is_main()
     student = load_model(cfg.student)
-    bank = banks_for(cfg, student, banks or run.path / "banks", progress)
-    policy, best = fit_policy(cfg, bank, log=run.log)
-    save_policy(run.path / "best.pt", policy, config=asdict(cfg), best=best)
+    bank = banks_for(cfg, student, banks or run.path / "banks", progress and main)
+    policy, best = fit_policy(cfg, bank, log=run.log if main else None)
     test = {"set": bank["test"].name, "student": cfg.student, "train_bank": bank["train"].name,
             **report(policy, bank["test"])}
-    write_json(test, run.path / "test.json")
+    if main:
+        save_policy(run.path / "best.pt", policy, config=asdict(cfg), best=best)
+        write_json(test, run.path / "test.json")
+    distributed.barrier()
     return {"best": best, "test": test}

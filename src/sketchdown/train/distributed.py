@@ -12,7 +12,10 @@ process computes on the whole batch, up to float summation order:
 - batch norm: training batches are normalised with the statistics of the whole batch across ranks (torch's
   ``SyncBatchNorm`` runs on GPUs only, so ``sync_batch_norms`` does it with two all-reduces per layer).
 
-Only rank 0 writes the run folder, validates and tests; the others wait for it at barriers. Outside torchrun
+Only rank 0 writes the run folder, validates and tests; the others wait for it at barriers. ``sketchdown select``
+shares out its expensive part, the student's passes over every sketch at every canvas (``select.bank``), by
+``block`` and ``gather_objects``; its policy (thousands of parameters, seconds per fit) then fits alike on every
+rank from the same banks. Outside torchrun
 (``WORLD_SIZE`` unset or 1) everything here is a no-op and training is the plain single-process loop.
 """
 
@@ -22,6 +25,7 @@ import os
 import types
 from collections.abc import Callable
 
+import numpy as np
 import torch
 import torch.distributed as dist
 from torch import nn
@@ -62,6 +66,32 @@ def gather(x: torch.Tensor) -> torch.Tensor:
         dist.all_gather(parts, x.contiguous())
         return torch.cat(parts)
     return fc.all_gather_tensor_autograd(x.contiguous(), gather_dim=0, group=dist.group.WORLD)
+
+
+def block(n: int) -> slice:
+    """This rank's contiguous share of ``n`` items (the shares in rank order make up 0..n-1; all of it on one
+    process): work split this way and put back with ``gather_objects`` keeps the single-process order."""
+    bounds = np.linspace(0, n, world() + 1).round().astype(int)
+    return slice(int(bounds[rank()]), int(bounds[rank() + 1]))
+
+
+def gather_objects(obj):
+    """Every rank's ``obj`` (tensors, lists, numbers), in rank order; ``[obj]`` on one process."""
+    if world() == 1:
+        return [obj]
+    out = [None] * world()
+    dist.all_gather_object(out, obj)
+    return out
+
+
+def all_agree(flag: bool) -> bool:
+    """True only if ``flag`` is true on every rank: a decision that every rank must take the same way (a cache hit
+    on one machine and a miss on another would leave one rank waiting in a collective forever)."""
+    if world() == 1:
+        return flag
+    t = torch.tensor([int(flag)])
+    dist.all_reduce(t, op=dist.ReduceOp.MIN)
+    return bool(t.item())
 
 
 def mean_over_ranks(values: dict[str, float]) -> dict[str, float]:
