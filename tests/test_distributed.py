@@ -69,6 +69,16 @@ def run(args: list[str], nproc: int = 1) -> subprocess.CompletedProcess:
     return out
 
 
+def kill_every_process_of(out: Path) -> None:
+    """SIGKILL every process whose command line names the run folder ``out`` (the agent and its workers)."""
+    for cmdline in Path("/proc").glob("[0-9]*/cmdline"):
+        try:
+            if str(out) in cmdline.read_bytes().decode(errors="replace"):
+                os.kill(int(cmdline.parent.name), signal.SIGKILL)
+        except (OSError, ProcessLookupError):
+            pass  # gone already
+
+
 def test_two_ranks_train_what_one_process_trains_on_the_same_global_batch(data, tmp_path):
     one, two = tmp_path / "one", tmp_path / "two"
     run(tiny(data, 8, one))
@@ -94,7 +104,8 @@ def test_an_interrupted_distributed_run_resumes_to_the_same_weights(data, tmp_pa
     deadline = time.time() + 300
     while time.time() < deadline and proc.poll() is None:  # stop it once the first epoch is checkpointed
         if (cut / "last.pt").is_file() and read_checkpoint(cut / "last.pt")["epoch"] == 0:
-            os.killpg(proc.pid, signal.SIGKILL)
+            kill_every_process_of(cut)  # torchrun's workers run in sessions of their own: the agent's group alone
+            os.killpg(proc.pid, signal.SIGKILL)  # would leave them training on beside the resumed run
             break
         time.sleep(0.05)
     proc.wait()
