@@ -8,7 +8,8 @@ Per set and its SketchyNetV1 student:
    canvas as good as 256 is each canvas (the oracle's choice). On its own training sketches a student ranks the true
    photo first almost everywhere, so no canvas is better than another there: that is why a policy trained on
    those rewards learned a constant.
-3. Selectors, each fitted on the cross-fitted bank over a lambda_F sweep, lambda_F chosen on validation (highest
+3. Selectors, each fitted on the cross-fitted bank (or, with ``--crossfit val`` for a set that has no cross-fitting
+   runs, on the sketches of half its validation photos, choosing on the other half) over a lambda_F sweep, lambda_F chosen on validation (highest
    acc@1 within --budget-gflops, else the cheapest): the paper's vector policy (GRU over strokes; QMUL's raster
    sketches are traced into strokes, without their drawing order), the raster policy (tiny CNN on the 32 px
    canvas), and the cascade (32 px first, stop heads on the search's similarities). The policies are retrained
@@ -54,7 +55,8 @@ def get_args_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--sets", nargs="+", default=["chairs-v1", "shoes-v1"])
     p.add_argument("--students", nargs="+", required=True, help="per set: the SketchyNetV1 (run folder or artifact)")
-    p.add_argument("--crossfit", nargs="+", required=True, help="per set: a glob of its cross-fitting runs")
+    p.add_argument("--crossfit", nargs="+", required=True, help="per set: a glob of its cross-fitting runs, or `val`: "
+                   "fit on the sketches of half the validation photos, choose on the other half")
     p.add_argument("--kinds", nargs="+", choices=KINDS, default=list(KINDS))
     p.add_argument("--lambdas", type=float, nargs="+", default=[0.0, 0.05, 0.1, 0.2, 0.3, 0.4, 0.5, 0.7])
     p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2], help="policy seeds at the chosen lambda_F")
@@ -130,18 +132,21 @@ def run_kind(kind: str, cfg: SelectConfig, banks: dict[str, Bank], args: argpars
 
 
 def run_set(spec: str, student_spec: str, pattern: str, args: argparse.Namespace) -> dict:
-    folds = tuple(sorted(glob.glob(pattern)))
-    if not folds:
+    val_rewards = pattern == "val"  # no cross-fitting runs: half the validation photos' sketches train the selector
+    folds = () if val_rewards else tuple(sorted(glob.glob(pattern)))
+    if not folds and not val_rewards:
         raise SystemExit(f"{spec}: no cross-fitting runs match {pattern!r}")
     cfg = with_student_settings(SelectConfig(student=student_spec, set=spec, data=args.data, crossfit=folds,
-                                             epochs=args.epochs, limit=args.limit))
+                                             val_rewards=val_rewards, epochs=args.epochs, limit=args.limit))
     student = load_model(student_spec)
     folder = args.banks / spec
     banks = banks_for(cfg, student, folder)
-    own = cached_bank(folder / "own-train.pt", student, split_sets(cfg)["train"], tuple(cfg.canvases),
-                      cfg.photo_size, cfg.raster_method)
-    stats = {"own training sketches (before)": statistics_of(own), "cross-fitted (after)": statistics_of(banks["train"]),
-             "validation": statistics_of(banks["val"]), "test": statistics_of(banks["test"])}
+    own = cached_bank(folder / "own-train.pt", student, split_sets(replace(cfg, val_rewards=False))["train"],
+                      tuple(cfg.canvases), cfg.photo_size, cfg.raster_method)
+    stats = {"own training sketches (before)": statistics_of(own),
+             ("validation, fitting half (after)" if val_rewards else "cross-fitted (after)"): statistics_of(banks["train"]),
+             ("validation, choosing half" if val_rewards else "validation"): statistics_of(banks["val"]),
+             "test": statistics_of(banks["test"])}
     kinds = {kind: run_kind(kind, cfg, banks, args, args.runs / spec) for kind in args.kinds}
     best = choose([{"kind": k, "val": r["val"]} for k, r in kinds.items()], args.budget_gflops)["kind"]
     test = report(fit_policy(replace(cfg, policy=best, lambda_flops=kinds[best]["lambda_flops"],
@@ -149,6 +154,7 @@ def run_set(spec: str, student_spec: str, pattern: str, args: argparse.Namespace
     g = banks["test"].student_gflops.double()
     budgets = torch.logspace(g[0].log10().item(), g[-1].log10().item(), 40).tolist()
     return {"set": spec, "student": student_spec, "backbone": student.config.backbone, "crossfit": list(folds),
+            "rewards": "validation halves" if val_rewards else "cross-fitting",
             "student_params_m": banks["test"].student_params_m, "budget_gflops": args.budget_gflops,
             "reward_statistics": stats, "kinds": kinds, "best": best,
             "fixed": {c: pick(m) for c, m in test["fixed"].items()}, "oracle": pick(test["oracle"]),

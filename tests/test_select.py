@@ -306,3 +306,21 @@ def test_select_trains_a_cascade_on_a_cross_fitted_bank(tmp_path, data):
     assert len(bank) == 12  # 6 held-out sketches of each fold (--limit: among their own photos)
     cascade = load_policy(out / "best.pt")
     assert isinstance(cascade, CascadePolicy) and cascade.config.canvases == (32, 64)
+
+
+def test_validation_rewards_come_from_photos_the_student_never_trained_on(data):
+    from sketchdown.select.runner import split_sets
+    from sketchdown.train.configs import TrainConfig
+    from sketchdown.train.triplet import build_sets
+
+    trained = {p.resolve() for p in build_sets(TrainConfig(train_sets=("chairs-v1",), data=str(data)))[0].photos}
+    normal = split_sets(SelectConfig(set="chairs-v1", data=str(data)))
+    halves = split_sets(SelectConfig(set="chairs-v1", data=str(data), val_rewards=True))
+    own = {s.resolve() for s in normal["val"].sketches}
+    fit, choose = ({s.resolve() for s in halves[k].sketches} for k in ("train", "val"))
+    assert fit and choose and not fit & choose and fit | choose == own  # the validation sketches, halved
+    for rset in (halves["train"], halves["val"]):
+        assert len(rset.photos) == 200  # ranked among every training photo
+        assert not {rset.photos[t].resolve() for t in rset.targets} & trained  # never a photo the student saw
+    with pytest.raises(ValueError, match="give one"):
+        SelectConfig(set="chairs-v1", val_rewards=True, crossfit=("runs/x",))

@@ -32,6 +32,10 @@ class SelectConfig:
                                                                     "it left out, and together they are the train "
                                                                     "bank (default: the student's own training "
                                                                     "sketches)"})
+    val_rewards: bool = field(default=False, metadata={"help": "without cross-fitting runs: fit the selector on "
+                                                               "the sketches of half the validation photos (never "
+                                                               "trained on by the student) and choose on the other "
+                                                               "half"})
     lambda_flops: float = field(default=0.5, metadata={"help": "lambda_F: weight of cost against accuracy"})
     lambda_triplet: float = field(default=0.0, metadata={"help": "weight of the triplet loss in R_acc"})
     baseline: str = field(default="batch", metadata={"help": "reward baseline: batch (leave-one-out mean) or ema"})
@@ -55,6 +59,8 @@ class SelectConfig:
 
     def __post_init__(self) -> None:
         validate(self)
+        if self.val_rewards and self.crossfit:
+            raise ValueError("val_rewards and crossfit are two sources of the train bank: give one")
         if self.baseline not in BASELINES:
             raise ValueError(f"baseline must be one of {BASELINES}")
         if self.raster_method not in (None, *RASTER_METHODS):

@@ -26,7 +26,7 @@ from ..models.embed import Model, read_checkpoint
 from ..train import distributed
 from ..train.loop import start_run
 from ..train.configs import DistillConfig, TrainConfig
-from ..train.triplet import held_out_fold
+from ..train.triplet import held_out_fold, train_pool
 from .bank import Bank, cached_bank
 from .cascade import CascadeConfig, fit_cascade
 from .policy import Selector, create_policy, save_policy
@@ -42,12 +42,28 @@ def head(rset: RetrievalSet, n: int) -> RetrievalSet:
                         [rset.photos[i] for i in keep], cats)
 
 
+def student_pool(cfg: SelectConfig) -> RetrievalSet:
+    """The student's training pool (the union of its train sets, as ``train.triplet.train_pool`` makes it), so its
+    validation photos are held out here exactly as in its training; the set's train split for a student that
+    records no training config (a backbone name, an artifact)."""
+    try:
+        trained = run_config(cfg.student)
+    except (InputError, SketchdownError, OSError):
+        return load_set(cfg.set, "train", cfg.data)
+    return train_pool(replace(trained, data=cfg.data or trained.data))
+
+
 def split_sets(cfg: SelectConfig) -> dict[str, RetrievalSet]:
-    """train / val (held out of train by photo, as the student's) / test. The validation sketches are ranked among
-    every training photo, like the cross-fitted folds: a gallery of the held-out photos alone (30 on Chair-V1) gives
-    top-1 margins, and so cascade decisions and costs, unlike any real catalogue's."""
-    pool = load_set(cfg.set, "train", cfg.data)
+    """train / val (held out of the student's training pool by photo, as its own validation) / test. Validation
+    sketches are ranked among every training photo, like the cross-fitted folds: a gallery of the held-out photos
+    alone (30 on Chair-V1) gives top-1 margins, and so cascade decisions and costs, unlike any real catalogue's.
+    With ``val_rewards`` the validation photos are halved: the sketches of one half are the train bank, the other
+    half's the validation bank (both unseen by the student)."""
+    pool = student_pool(cfg)
     train, val = pool.split_by_photo(cfg.val_fraction, seed=0)
+    if cfg.val_rewards:
+        train, val = val.split_by_photo(0.5, seed=1)
+        train = train.among(pool, f"{pool.name}:val-fit")
     sets = {"train": train, "val": val.among(pool), "test": load_set(cfg.set, "test", cfg.data)}
     return {k: head(v, cfg.limit) for k, v in sets.items()} if cfg.limit else sets
 
@@ -60,16 +76,21 @@ def with_student_settings(cfg: SelectConfig) -> SelectConfig:
     return replace(cfg, raster_method=stored_settings(cfg.student).get("raster_method") or DEFAULT_RASTER_METHOD)
 
 
-def fold_config(run: str | Path) -> TrainConfig:
-    """The config a cross-fitting run was trained with (from its checkpoint)."""
+def run_config(run: str | Path) -> TrainConfig:
+    """The config a training run was trained with (from its checkpoint)."""
     path = checkpoint_path(run)
     values = read_checkpoint(path).get("config")
     if not isinstance(values, dict):
         raise InputError(path, "the checkpoint records no training config")
     cls = DistillConfig if values.get("teacher") else TrainConfig
-    cfg = build(cls, {k: v for k, v in values.items() if k in {f.name for f in fields(cls)}}, str(path))
+    return build(cls, {k: v for k, v in values.items() if k in {f.name for f in fields(cls)}}, str(path))
+
+
+def fold_config(run: str | Path) -> TrainConfig:
+    """The config a cross-fitting run was trained with; refused if it is not one."""
+    cfg = run_config(run)
     if not cfg.folds:
-        raise InputError(path, "not a cross-fitting run (train it with --folds K --fold I)")
+        raise InputError(checkpoint_path(run), "not a cross-fitting run (train it with --folds K --fold I)")
     return cfg
 
 
