@@ -32,7 +32,10 @@ MODELS: dict[str, Shipped] = {
     "direct-chairs": Shipped("chairs-v1/direct"),
     "sketchynet-v2-chairs": Shipped("chairs-v1/sketchynet"),
     "sketchynet-v1-chairs": Shipped("chairs-v1/sketchynet", selector=False, canvas=256),
-    "sketchynet-v1-shoes": Shipped("shoes-v1/sketchynet-v1"),
+    "teacher-shoes": Shipped("shoes-v1/direct"),  # likewise on Shoe-V1 (row v1b-teacher)
+    "direct-shoes": Shipped("shoes-v1/direct"),
+    "sketchynet-v2-shoes": Shipped("shoes-v1/sketchynet"),
+    "sketchynet-v1-shoes": Shipped("shoes-v1/sketchynet", selector=False, canvas=256),
 }
 
 

@@ -58,13 +58,18 @@ def split_sets(cfg: SelectConfig) -> dict[str, RetrievalSet]:
     sketches are ranked among every training photo, like the cross-fitted folds: a gallery of the held-out photos
     alone (30 on Chair-V1) gives top-1 margins, and so cascade decisions and costs, unlike any real catalogue's.
     With ``val_rewards`` the validation photos are halved: the sketches of one half are the train bank, the other
-    half's the validation bank (both unseen by the student)."""
+    half's the validation bank, each ranked among all the validation photos, which the student never saw (among
+    its training photos, which it pulled onto their own sketches, a new sketch's photo is outranked far more often
+    than in any catalogue of new photos: the Shoe-V1 student ranked 7.6% of them first at 256 among 304 training
+    photos, against 38.3% of the test sketches among the 115 test photos)."""
     pool = student_pool(cfg)
     train, val = pool.split_by_photo(cfg.val_fraction, seed=0)
     if cfg.val_rewards:
-        train, val = val.split_by_photo(0.5, seed=1)
-        train = train.among(pool, f"{pool.name}:val-fit")
-    sets = {"train": train, "val": val.among(pool), "test": load_set(cfg.set, "test", cfg.data)}
+        fit, choose = val.split_by_photo(0.5, seed=1)
+        train, val = fit.among(val, f"{val.name}:fit"), choose.among(val, f"{val.name}:choose")
+    else:
+        val = val.among(pool)
+    sets = {"train": train, "val": val, "test": load_set(cfg.set, "test", cfg.data)}
     return {k: head(v, cfg.limit) for k, v in sets.items()} if cfg.limit else sets
 
 
