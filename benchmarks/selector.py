@@ -9,11 +9,12 @@ Per set and its SketchyNetV1 student:
    photo first almost everywhere, so no canvas is better than another there: that is why a policy trained on
    those rewards learned a constant.
 3. Selectors, each fitted on the cross-fitted bank (or, with ``--crossfit val`` for a set that has no cross-fitting
-   runs, on the sketches of half its validation photos, choosing on the other half) over a lambda_F sweep, lambda_F chosen on validation (highest
-   acc@1 within --budget-gflops, else the cheapest): the paper's vector policy (GRU over strokes; QMUL's raster
-   sketches are traced into strokes, without their drawing order), the raster policy (tiny CNN on the 32 px
-   canvas), and the cascade (32 px first, stop heads on the search's similarities). The policies are retrained
-   over --seeds at the chosen lambda_F and tested once each; the cascade is deterministic given its bank.
+   runs, on the sketches of half its validation photos, choosing on the other half) over a lambda_F sweep,
+   lambda_F chosen on validation (highest acc@1 within --budget-gflops, else the cheapest): the paper's vector
+   policy (GRU over strokes; QMUL's raster sketches are traced into strokes, without their drawing order), the
+   raster policy (tiny CNN on the 32 px canvas), and the cascade (32 px first, stop heads on the search's
+   similarities). The policies are retrained over --seeds at the chosen lambda_F and tested once each; the cascade
+   is deterministic given its bank.
 4. On the test split beside each: every fixed canvas, the oracle, the best blind (random) policy at the same cost,
    the best fixed canvas that costs no more, and the share of the oracle's head-room over random captured.
 SketchyNetV2 is the selector best on validation. Writes results/selector-<set>.json, results/selector-curve.png,
@@ -143,10 +144,10 @@ def run_set(spec: str, student_spec: str, pattern: str, args: argparse.Namespace
     banks = banks_for(cfg, student, folder)
     own = cached_bank(folder / "own-train.pt", student, split_sets(replace(cfg, val_rewards=False))["train"],
                       tuple(cfg.canvases), cfg.photo_size, cfg.raster_method)
-    stats = {"own training sketches (before)": statistics_of(own),
-             ("validation, fitting half (after)" if val_rewards else "cross-fitted (after)"): statistics_of(banks["train"]),
-             ("validation, choosing half" if val_rewards else "validation"): statistics_of(banks["val"]),
-             "test": statistics_of(banks["test"])}
+    fitted, chosen = ("validation, fitting half", "validation, choosing half") if val_rewards else \
+        ("cross-fitted", "validation")
+    stats = {"own training sketches (before)": statistics_of(own), f"{fitted} (after)": statistics_of(banks["train"]),
+             chosen: statistics_of(banks["val"]), "test": statistics_of(banks["test"])}
     kinds = {kind: run_kind(kind, cfg, banks, args, args.runs / spec) for kind in args.kinds}
     best = choose([{"kind": k, "val": r["val"]} for k, r in kinds.items()], args.budget_gflops)["kind"]
     test = report(fit_policy(replace(cfg, policy=best, lambda_flops=kinds[best]["lambda_flops"],

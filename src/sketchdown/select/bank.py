@@ -150,7 +150,7 @@ def build_bank(student: Model, rset: RetrievalSet, canvases: tuple[int, ...] = C
         top = torch.cat([top, top[:, :, -1:].expand(-1, -1, TOP - top.shape[2])], dim=2)
     strokes = [s if s.is_vector else trace(s) for s in sketches]
     part = {"ranks": torch.stack([torch.from_numpy(true_ranks(scores[:, k], targets))
-                                  for k in range(len(canvases))], 1).reshape(len(sketches), len(canvases)).long(),
+                                  for k in range(len(canvases))], 1).long(),
             "triplet": mean_triplet(scores, targets), "top_scores": top.float(),
             "rasters": torch.tensor(np.array([to_canvas(s, canvases[0], raster_method) for s in sketches],
                                              np.uint8).reshape(-1, canvases[0], canvases[0])),

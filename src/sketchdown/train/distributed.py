@@ -15,8 +15,8 @@ process computes on the whole batch, up to float summation order:
 Only rank 0 writes the run folder, validates and tests; the others wait for it at barriers. ``sketchdown select``
 shares out its expensive part, the student's passes over every sketch at every canvas (``select.bank``), by
 ``block`` and ``gather_objects``; its policy (thousands of parameters, seconds per fit) then fits alike on every
-rank from the same banks. Outside torchrun
-(``WORLD_SIZE`` unset or 1) everything here is a no-op and training is the plain single-process loop.
+rank from the same banks. Outside torchrun (``WORLD_SIZE`` unset or 1) everything here is a no-op and training is
+the plain single-process loop.
 """
 
 from __future__ import annotations
@@ -75,7 +75,7 @@ def block(n: int) -> slice:
     return slice(int(bounds[rank()]), int(bounds[rank() + 1]))
 
 
-def gather_objects(obj):
+def gather_objects(obj: object) -> list:
     """Every rank's ``obj`` (tensors, lists, numbers), in rank order; ``[obj]`` on one process."""
     if world() == 1:
         return [obj]
