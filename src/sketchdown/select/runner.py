@@ -60,8 +60,7 @@ def split_sets(cfg: SelectConfig) -> dict[str, RetrievalSet]:
     With ``val_rewards`` the validation photos are halved: the sketches of one half are the train bank, the other
     half's the validation bank, each ranked among all the validation photos, which the student never saw (among
     its training photos, which it pulled onto their own sketches, a new sketch's photo is outranked far more often
-    than in any catalogue of new photos: the Shoe-V1 student ranked 7.6% of them first at 256 among 304 training
-    photos, against 38.3% of the test sketches among the 115 test photos)."""
+    than in any catalogue of new photos: README, "SketchyNetV2")."""
     pool = student_pool(cfg)
     train, val = pool.split_by_photo(cfg.val_fraction, seed=0)
     if cfg.val_rewards:

@@ -1,0 +1,62 @@
+"""Where a batch-1 raster query's time goes: tracing the image into strokes, drawing the canvases, the whole query.
+
+For a shipped SketchyNetV2 (student + selector) and its SketchyNetV1 name (the student at 256): the median over
+--sketches test sketches of each step, on the threads torch has. Prints a Markdown table; the README quotes it.
+
+    python benchmarks/query_breakdown.py --set chairs-v1 --v2 sketchynet-v2-chairs --v1 sketchynet-v1-chairs
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+from collections.abc import Callable
+
+import numpy as np
+
+import sketchdown
+from sketchdown.data.datasets import load_set
+from sketchdown.data.io import read_sketch
+from sketchdown.data.render import to_canvas
+from sketchdown.data.strokes import trace
+
+
+def get_args_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--set", default="chairs-v1")
+    p.add_argument("--v2", default="sketchynet-v2-chairs", help="a retriever with its selector")
+    p.add_argument("--v1", default="sketchynet-v1-chairs", help="the same student at a fixed canvas")
+    p.add_argument("--sketches", type=int, default=30)
+    p.add_argument("--data", default=None)
+    return p
+
+
+def median_ms(fn: Callable, items: list) -> float:
+    times = []
+    for x in items:
+        t0 = time.perf_counter()
+        fn(x)
+        times.append((time.perf_counter() - t0) * 1e3)
+    return float(np.median(times))
+
+
+def main(args: argparse.Namespace) -> None:
+    images = [read_sketch(p) for p in load_set(args.set, "test", args.data).sketches[: args.sketches]]
+    strokes = [trace(s) for s in images]
+    v2, v1 = sketchdown.load(args.v2), sketchdown.load(args.v1)
+    for r in (v1, v2):  # warm up
+        for s in images[:5]:
+            r.query(s)
+    rows = [("trace an image into strokes", median_ms(trace, images))]
+    rows += [(f"draw the strokes at {c} px", median_ms(lambda s, c=c: to_canvas(s, c, "trace"), strokes))
+             for c in (32, 128, 256)]
+    rows += [(f"{args.v2}: query from the image", median_ms(v2.query, images)),
+             (f"{args.v1}: query from the image", median_ms(v1.query, images)),
+             (f"{args.v1}: query from strokes", median_ms(v1.query, strokes))]
+    print(f"| step ({args.set}, median of {len(images)} test sketches) | ms |\n|---|---:|")
+    for name, ms in rows:
+        print(f"| {name} | {ms:.1f} |")
+
+
+if __name__ == "__main__":
+    main(get_args_parser().parse_args())
