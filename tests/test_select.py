@@ -324,3 +324,18 @@ def test_validation_rewards_come_from_photos_the_student_never_trained_on(data):
         assert not {p.resolve() for p in rset.photos} & trained  # never a photo the student saw
     with pytest.raises(ValueError, match="give one"):
         SelectConfig(set="chairs-v1", val_rewards=True, crossfit=("runs/x",))
+
+
+def test_validation_photos_are_the_ones_the_student_held_out_with_its_own_fraction(tmp_path, data):
+    from sketchdown.select.runner import split_sets
+    from sketchdown.train.configs import TrainConfig
+    from sketchdown.train.triplet import build_sets
+
+    run = tmp_path / "student"
+    assert cli.main(["train", "--train-sets", "chairs-v1", "--data", str(data), "--weights", "none",
+                     "--photo-size", "64", "--canvases", "64", "--eval-canvas", "64", "--epochs", "1",
+                     "--steps-per-epoch", "1", "--batch-size", "4", "--val-fraction", "0.3",
+                     "--precision", "fp32", "--out", str(run)]) == 0
+    held = build_sets(TrainConfig(train_sets=("chairs-v1",), data=str(data), val_fraction=0.3))[1]
+    val = split_sets(SelectConfig(set="chairs-v1", data=str(data), student=str(run)))["val"]
+    assert {s.resolve() for s in val.sketches} == {s.resolve() for s in held.sketches}  # 0.3, not the default 0.15

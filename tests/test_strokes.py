@@ -14,6 +14,7 @@ from sketchdown.data.render import render_strokes, to_canvas
 from sketchdown.data.sketch import Sketch
 from sketchdown.data.strokes import INK_THRESHOLD, trace
 from sketchdown.errors import InputError
+from sketchdown.files import digest
 
 
 def chamfer(a: np.ndarray, b: np.ndarray) -> float:
@@ -32,6 +33,14 @@ def test_a_traced_qmul_sketch_draws_back_onto_its_own_ink(data, obj):
         ink = raster.raster < INK_THRESHOLD
         assert chamfer(ink, drawn) < 0.6  # every drawn line lies on the sketch's ink, and every ink on a line
         assert drawn.sum() == pytest.approx(ink.sum(), rel=0.35)
+
+
+@pytest.mark.parametrize("obj,expected", [("shoes-v1", "debb2942eef044b4"), ("chairs-v1", "5e1c9cfe3263ac14")])
+def test_tracing_gives_the_strokes_the_shipped_students_were_trained_on(data, obj, expected):
+    """The students trained with ``--raster-method trace`` saw these exact strokes: a faster or "better" tracer
+    that moves a point changes every raster query's input, so it has to be a new raster method, not an edit."""
+    parts = [s.tobytes() for p in load_set(obj, "test", data).sketches[:5] for s in trace(io.read_sketch(p)).strokes]
+    assert digest(parts, 16) == expected
 
 
 def test_lines_are_cut_at_junctions_joined_where_straight_and_loops_stay_closed():

@@ -43,28 +43,35 @@ def rdp_strokes(strokes: list[np.ndarray], epsilon: float) -> list[np.ndarray]:
 
 def _links(skeleton: np.ndarray) -> dict[int, list[int]]:
     """Neighbours of every skeleton pixel (flat index) under m-adjacency: a diagonal neighbour counts only when
-    neither pixel that shares a side with both is set, so a staircase is a chain, not a chain of triangles."""
+    neither pixel that shares a side with both is set, so a staircase is a chain, not a chain of triangles.
+    Neighbours are listed in ``_OFFSETS`` order and pixels in raster order (the walk's order depends on both)."""
     h, w = skeleton.shape
     pad = np.pad(skeleton, 1)
     ys, xs = np.nonzero(skeleton)
     flat = ys * w + xs
-    out: dict[int, list[int]] = {int(i): [] for i in flat}
-    for dy, dx in _OFFSETS:
+    nbrs = np.full((len(flat), len(_OFFSETS)), -1, dtype=np.int64)
+    for k, (dy, dx) in enumerate(_OFFSETS):
         on = pad[ys + 1 + dy, xs + 1 + dx]
         if dy and dx:  # diagonal: not when a 4-neighbour path exists
             on &= ~pad[ys + 1 + dy, xs + 1] & ~pad[ys + 1, xs + 1 + dx]
-        for i in np.flatnonzero(on):
-            out[int(flat[i])].append(int(flat[i] + dy * w + dx))
-    return out
+        nbrs[on, k] = flat[on] + dy * w + dx
+    return {p: [q for q in row if q >= 0] for p, row in zip(flat.tolist(), nbrs.tolist())}
+
+
+def _edge(p: int, q: int) -> tuple[int, int]:
+    return (p, q) if p < q else (q, p)
 
 
 def _walk(links: dict[int, list[int]], start: int, step: int, used: set[tuple[int, int]]) -> list[int]:
     """The pixels from ``start`` through ``step`` until a pixel that is not a plain chain link (or back to start)."""
     path, prev, cur = [start, step], start, step
-    used.add((min(start, step), max(start, step)))
-    while len(links[cur]) == 2 and cur != start:
-        nxt = links[cur][0] if links[cur][0] != prev else links[cur][1]
-        edge = (min(cur, nxt), max(cur, nxt))
+    used.add(_edge(start, step))
+    while cur != start:
+        nb = links[cur]
+        if len(nb) != 2:
+            break
+        nxt = nb[1] if nb[0] == prev else nb[0]
+        edge = (cur, nxt) if cur < nxt else (nxt, cur)  # _edge inlined: this loop is most of tracing's time
         if edge in used:
             break
         used.add(edge)
@@ -81,10 +88,10 @@ def _paths(skeleton: np.ndarray) -> tuple[list[list[int]], dict[int, list[int]]]
     nodes = [p for p, n in links.items() if len(n) != 2]
     for p in nodes:
         for q in links[p]:
-            if (min(p, q), max(p, q)) not in used:
+            if _edge(p, q) not in used:
                 paths.append(_walk(links, p, q, used))
     for p, n in links.items():  # what is left are loops of chain pixels (an O, a rim)
-        if len(n) == 2 and (min(p, n[0]), max(p, n[0])) not in used:
+        if len(n) == 2 and _edge(p, n[0]) not in used:
             paths.append(_walk(links, p, n[0], used))
     return paths, links
 
@@ -107,6 +114,13 @@ def _join_straight(strokes: list[np.ndarray], ends: list[tuple[int, int]]) -> li
     first and last point (-1: a free end)."""
     strokes = list(strokes)
     alive = [True] * len(strokes)
+    dirs: dict[tuple[int, bool], np.ndarray] = {}  # (stroke, at its end) -> direction, until the stroke changes
+
+    def direction(i: int, last: bool) -> np.ndarray:
+        if (i, last) not in dirs:
+            dirs[i, last] = _direction(strokes[i], last)
+        return dirs[i, last]
+
     changed = True
     while changed:
         changed = False
@@ -123,7 +137,7 @@ def _join_straight(strokes: list[np.ndarray], ends: list[tuple[int, int]]) -> li
                     (i, li), (j, lj) = members[x], members[y]
                     if i == j:
                         continue
-                    cos = float(_direction(strokes[i], li) @ _direction(strokes[j], lj))
+                    cos = float(direction(i, li) @ direction(j, lj))
                     if cos < _STRAIGHT and (best is None or cos < best[0]):
                         best = (cos, i, li, j, lj)
             if best is None:
@@ -134,6 +148,7 @@ def _join_straight(strokes: list[np.ndarray], ends: list[tuple[int, int]]) -> li
             strokes[i] = np.concatenate([a, b[1:]])
             ends[i] = ((ends[i][0] if li else ends[i][1]), (ends[j][1] if not lj else ends[j][0]))
             alive[j] = False
+            dirs.pop((i, False), None), dirs.pop((i, True), None)
             changed = True
             break
     return [s for s, keep in zip(strokes, alive) if keep]
@@ -189,7 +204,8 @@ def trace(sketch: Sketch, threshold: int = INK_THRESHOLD, min_pixels: float = MI
                         stack.append(r)
     strokes, ends = [], []
     for path in paths:
-        pts = np.array([(i % w + 0.5, i // w + 0.5) for i in path], dtype=np.float32)
+        pix = np.array(path)
+        pts = np.stack([pix % w + 0.5, pix // w + 0.5], axis=1).astype(np.float32)
         a, b = node_of.get(path[0], -1), node_of.get(path[-1], -1)
         if a >= 0 and a == b and len(path) <= 3:  # a link inside one junction's pixels
             continue

@@ -50,7 +50,8 @@ class SelectConfig:
     hidden: int = field(default=128, metadata={"help": "vector policy GRU width"})
     rdp_epsilon: float = field(default=0.01, metadata={"help": "RDP tolerance, share of the sketch's longer side"})
     max_points: int = field(default=128, metadata={"help": "cap on the simplified stroke sequence"})
-    val_fraction: float = field(default=0.15, metadata={"help": "photos held out of train (as the student's)"})
+    val_fraction: float = field(default=0.15, metadata={"help": "photos held out of train for a student "
+                                                                      "that records none (else its own)"})
     photo_size: int = field(default=256, metadata={"help": "photo side in pixels"})
     raster_method: str | None = field(default=None, metadata={"help": "raster sketch downscaling (default: the "
                                                                        "student's): " + ", ".join(RASTER_METHODS)})

@@ -1,11 +1,11 @@
 """``sketchdown select``: banks for train/validation/test, a selector fitted on train (REINFORCE for the policies,
 logistic heads for the cascade), selection on validation, test once.
 
-The selector never sees the test split while training: train and validation are the student's own split of the
-train set (``split_by_photo(val_fraction, seed=0)``, as ``train.triplet.build_sets`` holds it out). A student ranks
-its own training sketches first at nearly every canvas, so their rewards say little about which canvas a new
-sketch needs; with ``crossfit`` the train bank comes from cross-fitting runs instead, each fold's sketches scored by
-the run that did not train on them.
+The selector never sees the test split while training: train and validation are the student's own split of the train
+set (``split_by_photo(val_fraction, seed=0)`` with the student's own fraction, as ``train.triplet.build_sets`` holds
+it out). A student ranks its own training sketches first at nearly every canvas, so their rewards say little about
+which canvas a new sketch needs; with ``crossfit`` the train bank comes from cross-fitting runs instead, each fold's
+sketches scored by the run that did not train on them.
 """
 
 from __future__ import annotations
@@ -42,15 +42,16 @@ def head(rset: RetrievalSet, n: int) -> RetrievalSet:
                         [rset.photos[i] for i in keep], cats)
 
 
-def student_pool(cfg: SelectConfig) -> RetrievalSet:
-    """The student's training pool (the union of its train sets, as ``train.triplet.train_pool`` makes it), so its
-    validation photos are held out here exactly as in its training; the set's train split for a student that
-    records no training config (a backbone name, an artifact)."""
+def student_pool(cfg: SelectConfig) -> tuple[RetrievalSet, float]:
+    """The student's training pool (the union of its train sets, as ``train.triplet.train_pool`` makes it) and the
+    share of its photos it held out, so its validation photos are held out here exactly as in its training; the
+    set's train split and ``cfg.val_fraction`` for a student that records no training config (a backbone name, an
+    artifact)."""
     try:
         trained = run_config(cfg.student)
     except (InputError, SketchdownError, OSError):
-        return load_set(cfg.set, "train", cfg.data)
-    return train_pool(replace(trained, data=cfg.data or trained.data))
+        return load_set(cfg.set, "train", cfg.data), cfg.val_fraction
+    return train_pool(replace(trained, data=cfg.data or trained.data)), trained.val_fraction
 
 
 def split_sets(cfg: SelectConfig) -> dict[str, RetrievalSet]:
@@ -61,8 +62,8 @@ def split_sets(cfg: SelectConfig) -> dict[str, RetrievalSet]:
     half's the validation bank, each ranked among all the validation photos, which the student never saw (among
     its training photos, which it pulled onto their own sketches, a new sketch's photo is outranked far more often
     than in any catalogue of new photos: README, "SketchyNetV2")."""
-    pool = student_pool(cfg)
-    train, val = pool.split_by_photo(cfg.val_fraction, seed=0)
+    pool, val_fraction = student_pool(cfg)
+    train, val = pool.split_by_photo(val_fraction, seed=0)
     if cfg.val_rewards:
         fit, choose = val.split_by_photo(0.5, seed=1)
         train, val = fit.among(val, f"{val.name}:fit"), choose.among(val, f"{val.name}:choose")
