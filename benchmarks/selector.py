@@ -23,7 +23,7 @@ sketchynet-v2, sketchynet-v2-<kind>, selector-oracle and selector-random of resu
 block ``selector``. Speed is measured by ``sketchdown bench`` (end to end over 5,000 photos).
 
     python benchmarks/selector.py --sets chairs-v1 shoes-v1 --students S_CHAIRS S_SHOES \\
-        --crossfit "runs/chairs-v1/v1b-fold-s*" "runs/shoes-v1/v1b-fold-s*"
+        --crossfit "runs/chairs-v1/v1b-fold-s*" "runs/shoes-v1/v1b-fold2-s*"
 """
 
 from __future__ import annotations
