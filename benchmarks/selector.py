@@ -24,6 +24,8 @@ block ``selector``. Speed is measured by ``sketchdown bench`` (end to end over 5
 
     python benchmarks/selector.py --sets chairs-v1 shoes-v1 --students S_CHAIRS S_SHOES \\
         --crossfit "runs/chairs-v1/v1b-fold-s*" "runs/shoes-v1/v1b-fold2-s*"
+    python benchmarks/selector.py --sets shoes-v1 --students runs/shoes-v1/v1b-trace-s0 \\
+        --crossfit "runs/shoes-v1/v1b-fold2-s*" --rewards-only     # step 2 alone
 """
 
 from __future__ import annotations
@@ -46,7 +48,7 @@ from sketchdown.select.bank import Bank, cached_bank
 from sketchdown.select.policy import save_policy
 from sketchdown.select.reinforce import SelectConfig, oracle_acc1_at, oracle_actions, report
 from sketchdown.select.runner import banks_for, fit_policy, split_sets, with_student_settings
-from tables import render, replace_block, selector_table
+from tables import render, replace_block, rewards_table, selector_table
 
 KINDS = ("vector", "raster", "cascade")
 KEYS = ("acc1", "acc5", "acc10", "gflops", "student_gflops", "selector_gflops", "canvas_share")
@@ -64,6 +66,8 @@ def get_args_parser() -> argparse.ArgumentParser:
     p.add_argument("--budget-gflops", type=float, default=0.26, help="validation cost budget for choosing lambda_F "
                                                                      "(a third of MobileNetV2 at 256)")
     p.add_argument("--epochs", type=int, default=SelectConfig.epochs)
+    p.add_argument("--rewards-only", action="store_true", help="only the reward statistics (step 2), written to "
+                   "results/rewards-<set>.json and printed; no selector is fitted and nothing else is written")
     p.add_argument("--limit", type=int, default=None, help="only the first N sketches of each split (smoke runs)")
     p.add_argument("--data", default=None, help="data root (default ../shared/data)")
     p.add_argument("--banks", type=Path, default=Path("runs/banks"), help="cache of the students' banks")
@@ -148,6 +152,9 @@ def run_set(spec: str, student_spec: str, pattern: str, args: argparse.Namespace
         ("cross-fitted", "validation")
     stats = {"own training sketches (before)": statistics_of(own), f"{fitted} (after)": statistics_of(banks["train"]),
              chosen: statistics_of(banks["val"]), "test": statistics_of(banks["test"])}
+    if args.rewards_only:
+        return {"set": spec, "student": student_spec, "crossfit": list(folds), "reward_statistics": stats,
+                "command": "python " + " ".join(sys.argv)}
     kinds = {kind: run_kind(kind, cfg, banks, args, args.runs / spec) for kind in args.kinds}
     best = choose([{"kind": k, "val": r["val"]} for k, r in kinds.items()], args.budget_gflops)["kind"]
     test = report(fit_policy(replace(cfg, policy=best, lambda_flops=kinds[best]["lambda_flops"],
@@ -219,8 +226,14 @@ def main(args: argparse.Namespace) -> None:
     patterns = per_set(args.crossfit, args.sets, "cross-fitting glob")
     for spec, student, pattern in zip(args.sets, students, patterns):
         res = run_set(spec, student, pattern, args)
+        if args.rewards_only:
+            write_json(res, args.results / f"rewards-{spec}.json")
+            print(rewards_table(res))
+            continue
         write_json(res, args.results / f"selector-{spec}.json")
         update_rows(args.results / f"{spec}.json", rows(res), dataset=spec)
+    if args.rewards_only:
+        return
     results = [json.loads(p.read_text()) for p in sorted(args.results.glob("selector-*.json"))]
     results = [r for r in results if "kinds" in r]  # the earlier one-policy files are replaced set by set
     plot(results, args.results / "selector-curve.png")

@@ -133,20 +133,27 @@ def scale_table(r: dict) -> str:
     return "\n".join(lines + ["", f"`{m['command']}`"])
 
 
+def rewards_table(res: dict) -> str:
+    """Where a selector's rewards come from: per bank, acc@1 at each canvas and the oracle's choices."""
+    stats = res["reward_statistics"]
+    canvases = list(next(iter(stats.values()))["acc1"])
+    lines = [f"**{res['set']}** (student `{res['student']}`): where the rewards come from",
+             "", "| sketches scored | n | " + " | ".join(f"acc@1 @{c}" for c in canvases) + " | " +
+             " | ".join(f"oracle picks {c}" for c in canvases) + " |",
+             "|---|---:|" + "---:|" * (2 * len(canvases))]
+    for name, s in stats.items():
+        lines.append(f"| {name} | {s['sketches']} | " + " | ".join(f"{s['acc1'][c]:.1f}" for c in canvases) +
+                     " | " + " | ".join(f"{100 * s['oracle_share'][c]:.0f}%" for c in canvases) + " |")
+    return "\n".join(lines)
+
+
 def selector_table(results: list[dict]) -> str:
     """SketchyNetV2's selectors (``benchmarks/selector.py``): the reward landscape before and after cross-fitting,
     each selector on the test split beside its reference points, and the issue's targets."""
     lines = []
     for res in results:
-        stats = res["reward_statistics"]
-        canvases = list(next(iter(stats.values()))["acc1"])
-        lines += [f"**{res['set']}** (student `{res['student']}`): where the rewards come from",
-                  "", "| sketches scored | n | " + " | ".join(f"acc@1 @{c}" for c in canvases) + " | " +
-                  " | ".join(f"oracle picks {c}" for c in canvases) + " |",
-                  "|---|---:|" + "---:|" * (2 * len(canvases))]
-        for name, s in stats.items():
-            lines.append(f"| {name} | {s['sketches']} | " + " | ".join(f"{s['acc1'][c]:.1f}" for c in canvases) +
-                         " | " + " | ".join(f"{100 * s['oracle_share'][c]:.0f}%" for c in canvases) + " |")
+        lines.append(rewards_table(res))
+        canvases = list(next(iter(res["reward_statistics"].values()))["acc1"])
         v1 = res["fixed"][str(canvases[-1])]
         lines += ["", "| selector (test) | lambda_F | GFLOPs / sketch | acc@1 | acc@10 | best blind at that cost | "
                       "best per-sketch at that cost | head-room captured | vs best fixed canvas that costs no more |",

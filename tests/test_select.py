@@ -339,3 +339,19 @@ def test_validation_photos_are_the_ones_the_student_held_out_with_its_own_fracti
     held = build_sets(TrainConfig(train_sets=("chairs-v1",), data=str(data), val_fraction=0.3))[1]
     val = split_sets(SelectConfig(set="chairs-v1", data=str(data), student=str(run)))["val"]
     assert {s.resolve() for s in val.sketches} == {s.resolve() for s in held.sketches}  # 0.3, not the default 0.15
+
+
+def test_a_fold_run_distilled_from_a_teacher_that_saw_the_held_out_fold_is_flagged(tmp_path, data):
+    from sketchdown.select.runner import teacher_leak
+    from sketchdown.train.configs import DistillConfig, TrainConfig
+
+    teacher = tmp_path / "teacher-fold0"
+    assert cli.main(["train", "--train-sets", "chairs-v1", "--data", str(data), "--weights", "none",
+                     "--photo-size", "64", "--canvases", "64", "--eval-canvas", "64", "--epochs", "1",
+                     "--steps-per-epoch", "1", "--batch-size", "4", "--folds", "2", "--fold", "0",
+                     "--precision", "fp32", "--out", str(teacher)]) == 0
+    fold = {"train_sets": ("chairs-v1",), "data": str(data), "folds": 2}
+    assert teacher_leak(TrainConfig(**fold, fold=0)) is None  # no teacher: nothing seen through one
+    assert teacher_leak(DistillConfig(**fold, fold=0, teacher=str(teacher))) is None  # a teacher of the same fold
+    assert "trained on the held-out fold" in teacher_leak(DistillConfig(**fold, fold=1, teacher=str(teacher)))
+    assert "records no cross-fitting split" in teacher_leak(DistillConfig(**fold, fold=0, teacher="direct-chairs"))

@@ -10,6 +10,7 @@ sketches scored by the run that did not train on them.
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Callable
 from dataclasses import asdict, fields, replace
 from pathlib import Path
@@ -99,6 +100,22 @@ def fold_config(run: str | Path) -> TrainConfig:
     return cfg
 
 
+def teacher_leak(fold: TrainConfig) -> str | None:
+    """Why a cross-fitting run's scores are not free of its held-out fold, or None: a run distilled from (or started
+    as) a teacher that trained on every training sketch has seen the held-out ones through it. Cross-fitting free of
+    them needs a teacher per fold (trained with the same ``--folds K --fold I``)."""
+    if not isinstance(fold, DistillConfig):
+        return None
+    try:
+        teacher = run_config(fold.teacher)
+    except (InputError, SketchdownError, OSError):
+        return f"its teacher {fold.teacher} records no cross-fitting split, so it may have trained on the held-out fold"
+    if (teacher.folds, teacher.fold) != (fold.folds, fold.fold):
+        return (f"its teacher {fold.teacher} trained on the held-out fold (it is not a run of fold {fold.fold} of "
+                f"{fold.folds})")
+    return None
+
+
 def banks_for(cfg: SelectConfig, student: Model, folder: str | Path,
               progress: bool = True) -> dict[str, Bank]:
     """The student's bank of each split, reused from ``folder`` when it was made from the same student and data.
@@ -114,6 +131,8 @@ def banks_for(cfg: SelectConfig, student: Model, folder: str | Path,
         folds = []
         for run in cfg.crossfit:
             fold_cfg = fold_config(run)
+            if (leak := teacher_leak(fold_cfg)) is not None:
+                warnings.warn(f"{run}: {leak}; its rewards are optimistic for the held-out sketches", stacklevel=2)
             rset = held_out_fold(fold_cfg)
             if cfg.limit:
                 rset = head(rset, cfg.limit)
