@@ -148,7 +148,8 @@ def _join_straight(strokes: list[np.ndarray], ends: list[tuple[int, int]]) -> li
             strokes[i] = np.concatenate([a, b[1:]])
             ends[i] = ((ends[i][0] if li else ends[i][1]), (ends[j][1] if not lj else ends[j][0]))
             alive[j] = False
-            dirs.pop((i, False), None), dirs.pop((i, True), None)
+            for end in (False, True):
+                dirs.pop((i, end), None)
             changed = True
             break
     return [s for s, keep in zip(strokes, alive) if keep]

@@ -5,7 +5,7 @@ The selector never sees the test split while training: train and validation are 
 set (``split_by_photo(val_fraction, seed=0)`` with the student's own fraction, as ``train.triplet.build_sets`` holds
 it out). A student ranks its own training sketches first at nearly every canvas, so their rewards say little about
 which canvas a new sketch needs; with ``crossfit`` the train bank comes from cross-fitting runs instead, each fold's
-sketches scored by the run that did not train on them.
+sketches scored by the run that did not train on them (a run whose teacher did is warned about: ``teacher_leak``).
 """
 
 from __future__ import annotations
