@@ -4,8 +4,9 @@ did not memorise.
 Per set and its SketchyNetV1 student:
 1. Banks (``select.bank``, cached): the student's own training sketches, the cross-fitted training sketches (each
    fold scored by the run that left it out: ``--crossfit`` run folders), validation and test.
-2. Reward statistics before and after cross-fitting: per canvas acc@1, and the share of sketches whose cheapest
-   canvas as good as 256 is each canvas (the oracle's choice). On its own training sketches a student ranks the true
+2. Reward statistics before and after cross-fitting: per canvas acc@1, the share of sketches whose cheapest
+   canvas as good as 256 is each canvas (the oracle's choice), and how well the search's top-1 margin tells a right
+   top-1 from a wrong one (ROC AUC: what a cascade can see). On its own training sketches a student ranks the true
    photo first almost everywhere, so no canvas is better than another there: that is why a policy trained on
    those rewards learned a constant.
 3. Selectors, each fitted on the cross-fitted bank (or, with ``--crossfit val`` for a set that has no cross-fitting
@@ -40,15 +41,17 @@ from pathlib import Path
 
 import torch
 from matplotlib.figure import Figure
+from scipy.stats import mannwhitneyu
 
 from sketchdown.eval.results import update_rows
 from sketchdown.files import write_json
 from sketchdown.models.artifact import load_model
 from sketchdown.select.bank import Bank, cached_bank
 from sketchdown.select.policy import save_policy
-from sketchdown.select.reinforce import SelectConfig, oracle_acc1_at, oracle_actions, report
+from sketchdown.select.reinforce import (SelectConfig, headroom, oracle_acc1_at, oracle_actions, random_at,
+                                        references, report)
 from sketchdown.select.runner import banks_for, fit_policy, split_sets, with_student_settings
-from tables import render, replace_block, rewards_table, selector_table
+from tables import render, rewards_table
 
 KINDS = ("vector", "raster", "cascade")
 KEYS = ("acc1", "acc5", "acc10", "gflops", "student_gflops", "selector_gflops", "canvas_share")
@@ -87,14 +90,26 @@ def pick(result: dict) -> dict:
     return {k: result[k] for k in KEYS if k in result}
 
 
+def margin_auc(bank: Bank, i: int) -> float | None:
+    """How well the search's own confidence at canvas ``i`` (top-1 minus top-2 similarity, what a cascade stops
+    on) tells a right top-1 photo from a wrong one: the ROC AUC, 0.5 being chance; None if all are right or wrong."""
+    right = (bank.ranks[:, i] == 1).numpy()
+    margin = (bank.top_scores[:, i, 0] - bank.top_scores[:, i, 1]).numpy()
+    if right.all() or not right.any():
+        return None
+    return float(mannwhitneyu(margin[right], margin[~right]).statistic / (right.sum() * (~right).sum()))
+
+
 def statistics_of(bank: Bank) -> dict:
-    """Per canvas acc@1, and where the oracle sends the sketches: the reward landscape a selector learns from."""
+    """Per canvas acc@1, where the oracle sends the sketches and how much the search's margin says about being
+    right: the reward landscape a selector learns from, and whether a selector can see it."""
     k = len(bank.canvases)
     oracle = torch.bincount(oracle_actions(bank), minlength=k).double() / len(bank)
     first = (bank.ranks == 1).double().mean(0)
     return {"sketches": len(bank), "gallery": bank.gallery,
             "acc1": {c: 100 * float(first[i]) for i, c in enumerate(bank.canvases)},
             "oracle_share": {c: float(oracle[i]) for i, c in enumerate(bank.canvases)},
+            "margin_auc": {c: margin_auc(bank, i) for i, c in enumerate(bank.canvases)},
             "mean_rank": {c: float(bank.ranks[:, i].double().mean()) for i, c in enumerate(bank.canvases)},
             "choice_matters": float((bank.ranks != bank.ranks[:, -1:]).any(1).double().mean())}
 
@@ -126,14 +141,16 @@ def run_kind(kind: str, cfg: SelectConfig, banks: dict[str, Bank], args: argpars
     reports = {s: report(sel, banks["test"]) for s, sel in selectors.items()}
     save_policy(out / kind / "best.pt", selectors[seeds[0]], config=asdict(replace(cfg, lambda_flops=lf)),
                 best={"val": chosen["val"]})
-    acc = {k: [reports[s]["policy"][k] for s in seeds] for k in ("acc1", "acc5", "acc10", "gflops")}
+    keys = ("acc1", "acc5", "acc10", "gflops", "student_gflops")
+    acc = {k: [reports[s]["policy"][k] for s in seeds] for k in keys}
+    mean = {k: statistics.fmean(v) for k, v in acc.items()}
     first = reports[seeds[0]]
     return {"kind": kind, "lambda_flops": lf, "val": chosen["val"], "sweep": sweep, "seeds": seeds,
-            "test": {**{k: statistics.fmean(v) for k, v in acc.items()}, "acc1_std": statistics.pstdev(acc["acc1"]),
-                     "per_seed": acc, "canvas_share": first["policy"]["canvas_share"],
+            "test": {**mean, "acc1_std": statistics.pstdev(acc["acc1"]), "per_seed": acc,
+                     "canvas_share": first["policy"]["canvas_share"],  # of seed 0, the one saved and shipped
                      "selector_gflops": first["policy"]["selector_gflops"]},
-            "selector_params_m": first["selector_params_m"], "headroom": first["headroom"],
-            "random": pick(first["random"]), "selector": str(out / kind)}
+            "selector_params_m": first["selector_params_m"], "headroom": headroom(banks["test"], mean),
+            "random": pick(random_at(banks["test"], mean["student_gflops"])), "selector": str(out / kind)}
 
 
 def run_set(spec: str, student_spec: str, pattern: str, args: argparse.Namespace) -> dict:
@@ -157,8 +174,7 @@ def run_set(spec: str, student_spec: str, pattern: str, args: argparse.Namespace
                 "command": "python " + " ".join(sys.argv)}
     kinds = {kind: run_kind(kind, cfg, banks, args, args.runs / spec) for kind in args.kinds}
     best = choose([{"kind": k, "val": r["val"]} for k, r in kinds.items()], args.budget_gflops)["kind"]
-    test = report(fit_policy(replace(cfg, policy=best, lambda_flops=kinds[best]["lambda_flops"],
-                                     seed=args.seeds[0]), banks)[0], banks["test"])
+    test = references(banks["test"])
     g = banks["test"].student_gflops.double()
     budgets = torch.logspace(g[0].log10().item(), g[-1].log10().item(), 40).tolist()
     return {"set": spec, "student": student_spec, "backbone": student.config.backbone, "crossfit": list(folds),
@@ -235,10 +251,8 @@ def main(args: argparse.Namespace) -> None:
     if args.rewards_only:
         return
     results = [json.loads(p.read_text()) for p in sorted(args.results.glob("selector-*.json"))]
-    results = [r for r in results if "kinds" in r]  # the earlier one-policy files are replaced set by set
-    plot(results, args.results / "selector-curve.png")
-    replace_block(args.readme, "selector", selector_table(results))
-    render(args.results, args.readme)  # the dataset tables carry the selector rows too
+    plot([r for r in results if "kinds" in r], args.results / "selector-curve.png")
+    render(args.results, args.readme)  # the selector block, and the dataset tables that carry its rows
 
 
 if __name__ == "__main__":

@@ -3,11 +3,15 @@
 import json
 import sys
 from pathlib import Path
+from types import SimpleNamespace
+
+import torch
 
 from sketchdown.eval.results import markdown, seed_count, update_rows
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
-from tables import render  # noqa: E402
+from selector import margin_auc, statistics_of  # noqa: E402
+from tables import render, rewards_table  # noqa: E402
 
 BASE = {"backbone": "mobilenet_v2", "params_m": 2.22, "gflops": 0.782, "cpu_ms": 12.5, "acc1": 40.0, "acc5": 70.0,
         "acc10": 80.0, "command": "sketchdown train ..."}
@@ -51,3 +55,24 @@ def test_update_and_render_keep_json_md_and_readme_in_step(tmp_path):
     assert table in (results / "chairs-v1.md").read_text()
     text = readme.read_text()
     assert table in text and "old" not in text and text.startswith("intro") and text.endswith("end\n")
+
+
+def test_margin_auc_measures_how_well_the_search_margin_separates_right_from_wrong():
+    # four sketches at two canvases; top-2 similarities per search, best first
+    ranks = torch.tensor([[1, 1], [1, 3], [2, 1], [5, 2]])
+    top = torch.tensor([[[0.9, 0.5], [1.0, 0.75]], [[0.8, 0.5], [0.75, 0.5]],
+                        [[0.6, 0.55], [0.5, 0.375]], [[0.5, 0.49], [1.0, 0.5]]])
+    bank = SimpleNamespace(ranks=ranks, top_scores=top)
+    assert margin_auc(bank, 0) == 1.0  # the two right top-1s have the two widest margins
+    # right: margins 0.25, 0.125; wrong: 0.25, 0.5 -> pairs won 0.5 (the tie) + 0 + 0 + 0, of 4
+    assert margin_auc(bank, 1) == 0.125
+    assert margin_auc(SimpleNamespace(ranks=torch.ones(4, 2, dtype=torch.long), top_scores=top), 0) is None
+
+
+def test_rewards_table_shows_the_margin_auc_where_it_was_measured():
+    stats = {"acc1": {"32": 5.0, "256": 40.0}, "oracle_share": {"32": 0.1, "256": 0.9}, "sketches": 10}
+    res = {"set": "chairs-v1", "student": "s", "reward_statistics": {"test": stats}}
+    old = rewards_table(res)
+    assert "margin AUC" not in old and "| test | 10 | 5.0 | 40.0 | 10% | 90% |" in old
+    res["reward_statistics"]["test"] = {**stats, "margin_auc": {"32": None, "256": 0.71}}
+    assert "| test | 10 | 5.0 | 40.0 | 10% | 90% | n/a | 0.71 |" in rewards_table(res)

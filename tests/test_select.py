@@ -15,10 +15,11 @@ import sketchdown
 from sketchdown import cli
 from sketchdown.data import io
 from sketchdown.data.datasets import RetrievalSet, load_set
-from sketchdown.data.render import render_strokes
+from sketchdown.data.render import prepare, render_strokes
 from sketchdown.data.sketch import Sketch
 from sketchdown.eval.flops import count_flops
 from sketchdown.models.embed import create_model
+from sketchdown.retrieval.encoder import as_sketch
 from sketchdown.select.bank import Bank, build_bank, cached_bank
 from sketchdown.select.cascade import CascadeConfig, CascadePolicy, fit_cascade
 from sketchdown.select.probe import Probe
@@ -188,9 +189,25 @@ def test_banks_round_trip_and_are_rebuilt_for_another_student(tmp_path, data, ch
     vbank = build_bank(student, vset, (32, 64), photo_size=64, progress=False)
     vbank.save(tmp_path / "v.pt")
     vback = Bank.load(tmp_path / "v.pt")
-    for s, orig in zip(vback.policy_sketches("vector"), vset.sketches):
+    for s, orig in zip(vback.stroke_sketches(), vset.sketches):
         assert np.array_equal(s.to_points(), orig.to_points()) and (s.width, s.height) == (orig.width, orig.height)
-    assert len(bank.policy_sketches("vector")) == 4
+    assert len(bank.stroke_sketches()) == 4
+
+
+def test_a_raster_policy_trains_on_the_canvas_it_reads_at_query_time(data):
+    """For a student of traced sketches the bank's 32 px canvases are the sketch's strokes drawn at 32, as a query
+    draws them; training must feed them as they are, not read them again as images (which traced the 32 px
+    drawing anew: the policy learnt from other pictures than it is shown)."""
+    student = create_model("mobilenet_v2", weights="none").eval()
+    rset = load_set("chairs-v1", "test", data)
+    rset = RetrievalSet(rset.name, rset.sketches[:3], rset.targets[:3], rset.photos[:3])
+    bank = build_bank(student, rset, (32, 64), photo_size=64, raster_method="trace", progress=False)
+    policy = RasterPolicy(PolicyConfig(kind="raster", canvases=(32, 64), raster_method="trace"))
+    trained_on = policy_inputs(policy, bank).batch[0]
+    at_query = torch.stack([policy.features(prepare(as_sketch(p), "trace")) for p in rset.sketches])  # as query()
+    assert torch.equal(trained_on, at_query)
+    with pytest.raises(ValueError, match="px canvases"):
+        policy_inputs(RasterPolicy(PolicyConfig(kind="raster", canvases=(32, 64), raster_canvas=16)), bank)
 
 
 def test_select_command_trains_saves_and_serves_a_policy(tmp_path, data, capsys):

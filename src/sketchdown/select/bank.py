@@ -54,10 +54,8 @@ class Bank:
     def __len__(self) -> int:
         return len(self.targets)
 
-    def policy_sketches(self, kind: str) -> list[Sketch]:
-        """What a policy of ``kind`` reads: the strokes (vector) or the smallest canvas as a raster sketch."""
-        if kind == "raster":
-            return [Sketch(raster=r.numpy(), source=f"{self.name}[{i}]") for i, r in enumerate(self.rasters)]
+    def stroke_sketches(self) -> list[Sketch]:
+        """The sketches as strokes (traced where they were images): what the vector policy reads."""
         if self.points is None:
             raise InputError(self.name, "this bank holds no strokes (it was stacked from banks of which one has "
                                         "none); build it again")

@@ -115,7 +115,13 @@ class RasterPolicy(CanvasPolicy):
 
     def features(self, sketch: Sketch) -> torch.Tensor:
         """1 x S x S ink in [0, 1] (1 = black) of the sketch at the policy's canvas."""
-        grey = to_canvas(sketch, self.config.raster_canvas, self.config.raster_method)
+        return self.ink(to_canvas(sketch, self.config.raster_canvas, self.config.raster_method))
+
+    @staticmethod
+    def ink(grey: np.ndarray) -> torch.Tensor:
+        """A canvas already drawn (uint8, 255 paper) as the policy reads it: how a reward bank's canvases, drawn
+        as a query draws them, are fed in training without being read again as an image (which would trace the
+        32 px drawing anew and train the policy on other pictures than it sees at query time)."""
         return torch.from_numpy(255.0 - grey.astype(np.float32)).div_(255.0)[None]
 
     def collate(self, feats: list[torch.Tensor]) -> tuple[torch.Tensor, ...]:

@@ -20,7 +20,7 @@ from ..eval.metrics import metrics_from_ranks
 from .bank import Bank
 from .config import SelectConfig
 from .cascade import CascadePolicy
-from .policy import CanvasPolicy, Selector
+from .policy import CanvasPolicy, RasterPolicy, Selector
 
 
 @dataclass(frozen=True)
@@ -37,7 +37,13 @@ class Inputs:
 def policy_inputs(policy: CanvasPolicy, bank: Bank) -> Inputs:
     if tuple(bank.canvases) != tuple(policy.config.canvases):
         raise ValueError(f"the bank has canvases {bank.canvases}, the policy chooses among {policy.config.canvases}")
-    feats = [policy.features(s) for s in bank.policy_sketches(policy.config.kind)]
+    if isinstance(policy, RasterPolicy):
+        if bank.rasters.shape[-1] != policy.config.raster_canvas:
+            raise ValueError(f"the bank holds {bank.rasters.shape[-1]} px canvases, the policy reads "
+                             f"{policy.config.raster_canvas} px")
+        feats = [policy.ink(r.numpy()) for r in bank.rasters]
+    else:
+        feats = [policy.features(s) for s in bank.stroke_sketches()]
     return Inputs(policy.collate(feats), torch.tensor([policy.flops(f) / 1e9 for f in feats], dtype=torch.float64))
 
 
@@ -199,26 +205,40 @@ def train_policy(policy: CanvasPolicy, train: Bank, val: Bank, cfg: SelectConfig
     return best
 
 
-def report(selector: Selector, bank: Bank) -> dict:
-    """The selector on ``bank`` beside every fixed canvas, the oracle, and the reference points at its cost.
+def references(bank: Bank) -> dict:
+    """Every fixed canvas and the oracle on ``bank``: the points any selector is measured against."""
+    return {"fixed": {c: fixed(bank, c) for c in bank.canvases},
+            "oracle": outcome(bank, at_canvas(bank, oracle_actions(bank)))}
 
-    At the selector's mean student cost: the best random policy (no look at the sketch) is the floor, the best
-    per-sketch choice (``oracle_acc1_at``) the ceiling, and ``captured`` is the selector's share of the gap in
-    acc@1; ``best_fixed`` is the most accurate fixed canvas that costs no more than the selector in all.
+
+def headroom(bank: Bank, learned: dict) -> dict:
+    """A selector's result (acc@1, GFLOPs in all and the student's share) against the reference points at its cost.
+
+    At its mean student cost: the best random policy (no look at the sketch) is the floor, the best per-sketch
+    choice (``oracle_acc1_at``) the ceiling, and ``captured`` is the selector's share of the gap in acc@1;
+    ``best_fixed`` is the most accurate fixed canvas that costs no more than the selector in all. ``learned`` may be
+    a mean over policy seeds, so that every column of a row describes the same thing.
     """
-    learned = outcome(bank, decide(selector, bank))
-    points = {c: fixed(bank, c) for c in bank.canvases}
-    oracle = outcome(bank, at_canvas(bank, oracle_actions(bank)))
+    ref = references(bank)
+    points, oracle = ref["fixed"], ref["oracle"]
     random = random_at(bank, learned["student_gflops"])
     ceiling = oracle_acc1_at(bank, learned["student_gflops"])
     gap = ceiling - random["acc1"]
     cheaper = [c for c in bank.canvases if points[c]["gflops"] <= learned["gflops"] + 1e-12]
     best_fixed = max(cheaper, key=lambda c: points[c]["acc1"]) if cheaper else None
     largest = points[bank.canvases[-1]]["acc1"]
-    return {"policy": learned, "fixed": points, "oracle": oracle, "random": random,
-            "selector_params_m": selector.params / 1e6,
-            "headroom": {"random_acc1": random["acc1"], "oracle_acc1_at_same_cost": ceiling,
-                         "captured": (learned["acc1"] - random["acc1"]) / gap if gap > 0 else None,
-                         "best_fixed_canvas": best_fixed,
-                         "vs_best_fixed": learned["acc1"] - points[best_fixed]["acc1"] if best_fixed else None,
-                         "acc1_vs_largest": learned["acc1"] - largest, "oracle_acc1_vs_largest": oracle["acc1"] - largest}}
+    return {"random_acc1": random["acc1"], "oracle_acc1_at_same_cost": ceiling,
+            "captured": (learned["acc1"] - random["acc1"]) / gap if gap > 0 else None,
+            "best_fixed_canvas": best_fixed,
+            "vs_best_fixed": learned["acc1"] - points[best_fixed]["acc1"] if best_fixed else None,
+            "acc1_vs_largest": learned["acc1"] - largest, "oracle_acc1_vs_largest": oracle["acc1"] - largest}
+
+
+def report(selector: Selector, bank: Bank) -> dict:
+    """The selector on ``bank`` beside every fixed canvas, the oracle, the best random policy at its cost, and its
+    ``headroom``."""
+    learned = outcome(bank, decide(selector, bank))
+    ref = references(bank)
+    return {"policy": learned, "fixed": ref["fixed"], "oracle": ref["oracle"],
+            "random": random_at(bank, learned["student_gflops"]), "selector_params_m": selector.params / 1e6,
+            "headroom": headroom(bank, learned)}
