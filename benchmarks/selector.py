@@ -33,7 +33,6 @@ from __future__ import annotations
 
 import argparse
 import glob
-import json
 import statistics
 import sys
 from dataclasses import asdict, replace
@@ -51,7 +50,7 @@ from sketchdown.select.policy import save_policy
 from sketchdown.select.reinforce import (SelectConfig, headroom, oracle_acc1_at, oracle_actions, random_at,
                                         references, report)
 from sketchdown.select.runner import banks_for, fit_policy, split_sets, with_student_settings
-from tables import render, rewards_table
+from tables import render, rewards_table, selector_results
 
 KINDS = ("vector", "raster", "cascade")
 KEYS = ("acc1", "acc5", "acc10", "gflops", "student_gflops", "selector_gflops", "canvas_share")
@@ -250,8 +249,7 @@ def main(args: argparse.Namespace) -> None:
         update_rows(args.results / f"{spec}.json", rows(res), dataset=spec)
     if args.rewards_only:
         return
-    results = [json.loads(p.read_text()) for p in sorted(args.results.glob("selector-*.json"))]
-    plot([r for r in results if "kinds" in r], args.results / "selector-curve.png")
+    plot(selector_results(args.results), args.results / "selector-curve.png")
     render(args.results, args.readme)  # the selector block, and the dataset tables that carry its rows
 
 

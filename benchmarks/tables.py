@@ -42,6 +42,12 @@ def replace_block(path: str | Path, key: str, text: str) -> bool:
     return True
 
 
+def selector_results(results: Path) -> list[dict]:
+    """The selector benchmark's results, one per set (the earlier one-policy files, without ``kinds``, left out)."""
+    found = [json.loads(p.read_text()) for p in sorted(results.glob("selector-*.json"))]
+    return [r for r in found if "kinds" in r]
+
+
 def render(results: Path = Path("results"), readme: Path = Path("README.md")) -> list[Path]:
     """Rewrite ``<dataset>.md`` and the README block of every dataset JSON in ``results``; returns the .md paths."""
     written = []
@@ -56,8 +62,7 @@ def render(results: Path = Path("results"), readme: Path = Path("README.md")) ->
                       "benchmark.\n")
         replace_block(readme, f"results:{data['dataset']}", table)
         written.append(md)
-    selectors = [json.loads(p.read_text()) for p in sorted(results.glob("selector-*.json"))]
-    selectors = [r for r in selectors if "kinds" in r]  # the earlier one-policy files are replaced set by set
+    selectors = selector_results(results)
     if selectors:
         replace_block(readme, "selector", selector_table(selectors))
     replace_block(readme, "models", models_table())
@@ -156,6 +161,11 @@ def rewards_table(res: dict) -> str:
     return "\n".join(lines)
 
 
+def captured_share(h: dict) -> str:
+    """The share of the oracle's head-room a selector captured, as the tables print it."""
+    return "n/a" if h["captured"] is None else f"{round(100 * h['captured'])}%"
+
+
 def selector_table(results: list[dict]) -> str:
     """SketchyNetV2's selectors (``benchmarks/selector.py``): the reward landscape before and after cross-fitting,
     each selector on the test split beside its reference points, and the issue's targets."""
@@ -171,7 +181,7 @@ def selector_table(results: list[dict]) -> str:
                   "| | | | |"]
         for kind, r in res["kinds"].items():
             t, h = r["test"], r["headroom"]
-            captured = "n/a" if h["captured"] is None else f"{round(100 * h['captured'])}%"
+            captured = captured_share(h)
             fixed = "n/a" if h["best_fixed_canvas"] is None else f"{h['vs_best_fixed']:+.2f} (vs {h['best_fixed_canvas']})"
             star = " **(SketchyNetV2)**" if kind == res["best"] else ""
             lines.append(f"| {kind}{star} | {r['lambda_flops']} | {t['gflops']:.3f} | {t['acc1']:.2f} ± "
@@ -181,7 +191,7 @@ def selector_table(results: list[dict]) -> str:
         lines += [f"| oracle | | {o['gflops']:.3f} | {o['acc1']:.2f} | {o['acc10']:.2f} | | | | |", ""]
         best, h = res["kinds"][res["best"]]["test"], res["kinds"][res["best"]]["headroom"]
         cheap = best["gflops"] <= v1["gflops"] / 3 and best["acc1"] >= v1["acc1"] - 1
-        captured = "n/a" if h["captured"] is None else f"{round(100 * h['captured'])}%"
+        captured = captured_share(h)
         vs_fixed = "n/a" if h["vs_best_fixed"] is None else f"{h['vs_best_fixed']:+.2f}"
         chooses = (h["vs_best_fixed"] or 0) >= 3 and (h["captured"] or 0) >= 0.5  # the issue's second target: both
         lines += [f"Targets ({res['set']}, SketchyNetV2 = {res['best']}): mean cost {best['gflops']:.3f} GFLOPs "
