@@ -1,7 +1,9 @@
-"""Where a batch-1 raster query's time goes: tracing the image into strokes, drawing the canvases, the whole query.
+"""Where a batch-1 raster query's time goes: tracing the image into strokes, drawing the canvases, the sketch
+network alone at each canvas, the whole query, on torch and on onnxruntime.
 
 For a shipped SketchyNetV2 (student + selector) and its SketchyNetV1 name (the student at 256): the median over
---sketches test sketches of each step, on the threads torch has. Prints a Markdown table; the README quotes it.
+--sketches test sketches of each step (the network: over that many calls on one random canvas), on the threads
+torch has. Prints a Markdown table; the README quotes it.
 
     python benchmarks/query_breakdown.py --set chairs-v1 --v2 sketchynet-v2-chairs --v1 sketchynet-v1-chairs
 """
@@ -44,15 +46,24 @@ def main(args: argparse.Namespace) -> None:
     images = [read_sketch(p) for p in load_set(args.set, "test", args.data).sketches[: args.sketches]]
     strokes = [trace(s) for s in images]
     v2, v1 = sketchdown.load(args.v2), sketchdown.load(args.v1)
-    for r in (v1, v2):  # warm up
-        for s in images[:5]:
-            r.query(s)
+    engines = {"torch": (v2, v1), "onnx": (v2.with_engine("onnx"), v1.with_engine("onnx"))}
+    for pair in engines.values():  # warm up
+        for r in pair:
+            for s in images[:5]:
+                r.query(s)
     rows = [("trace an image into strokes", median_ms(trace, images))]
     rows += [(f"draw the strokes at {c} px", median_ms(lambda s, c=c: to_canvas(s, c, "trace"), strokes))
-             for c in (32, 128, 256)]
-    rows += [(f"{args.v2}: query from the image", median_ms(v2.query, images)),
-             (f"{args.v1}: query from the image", median_ms(v1.query, images)),
-             (f"{args.v1}: query from strokes", median_ms(v1.query, strokes))]
+             for c in (32, 64, 128, 256)]
+    for engine, (e2, e1) in engines.items():
+        for c in (32, 64, 128, 256):
+            x = np.random.default_rng(0).random((1, 3, c, c), dtype=np.float32)
+            e2.engine(x, "sketch")
+            rows.append((f"{engine}: sketch network alone at {c} px", median_ms(lambda _: e2.engine(x, "sketch"),
+                                                                                images)))
+        rows += [(f"{engine}: {args.v2} query from the image", median_ms(e2.query, images)),
+                 (f"{engine}: {args.v2} query from strokes", median_ms(e2.query, strokes)),
+                 (f"{engine}: {args.v1} query from the image", median_ms(e1.query, images)),
+                 (f"{engine}: {args.v1} query from strokes", median_ms(e1.query, strokes))]
     print(f"| step ({args.set}, median of {len(images)} test sketches) | ms |\n|---|---:|")
     for name, ms in rows:
         print(f"| {name} | {ms:.1f} |")

@@ -55,7 +55,9 @@ def _links(skeleton: np.ndarray) -> dict[int, list[int]]:
         if dy and dx:  # diagonal: not when a 4-neighbour path exists
             on &= ~pad[ys + 1 + dy, xs + 1] & ~pad[ys + 1, xs + 1 + dx]
         nbrs[on, k] = flat[on] + dy * w + dx
-    return {p: [q for q in row if q >= 0] for p, row in zip(flat.tolist(), nbrs.tolist())}
+    valid = nbrs >= 0  # each pixel's neighbours are a slice of the row-major list of the valid entries
+    found, stops = nbrs[valid].tolist(), np.cumsum(valid.sum(1)).tolist()
+    return {p: found[a:b] for p, a, b in zip(flat.tolist(), [0, *stops[:-1]], stops)}
 
 
 def _edge(p: int, q: int) -> tuple[int, int]:

@@ -5,7 +5,9 @@ Per model (teacher and SketchyNetV1 at canvas 256; SketchyNetV2 = the V1 student
 median and p95 over --queries queries, the test sketches of --set cycled, each already read into memory:
   encode    sketch -> canvas (the selector's choice included) -> embedding (not for a cascade, which searches)
   query     ``Index.search`` over the 5,000-photo gallery, top 10: drawing the canvas, the selector, the student,
-            the search (a cascade's every canvas and search): what a user waits for
+            the search (a cascade's every canvas and search): what a user waits for; from the image (a ``trace``
+            model traces it first), and from strokes (the same sketches traced beforehand, as the draw-and-search
+            page sends a drawing)
   search    exact inner product over 115 real photo vectors; exact and HNSW over the 5,000 real ones and over
             100,000 synthetic ones (real gallery vectors plus noise of norm 0.5, renormalised), with HNSW recall@10
             against exact
@@ -36,6 +38,7 @@ import torch
 
 from ..data.datasets import RetrievalSet, data_root, load_set, load_sketch
 from ..data.sketch import Sketch
+from ..data.strokes import trace
 from ..errors import SketchdownError
 from ..files import write_json, write_text
 from ..models.weights import cache_dir
@@ -114,7 +117,7 @@ def search_rows(label: str, vectors: np.ndarray, queries: np.ndarray, warmup: in
 
 
 def measure_model(name: str, enc: Retriever, gallery: Index, test: RetrievalSet, sketches: list[Sketch],
-                  queries: list[Sketch], args: argparse.Namespace, threads: int,
+                  queries: list[Sketch], strokes: list[Sketch], args: argparse.Namespace, threads: int,
                   search: bool = True) -> dict[str, list[dict]]:
     """Query timings on both engines through ``Index.search``, accuracy and engine agreement of one model, and
     search timings unless ``search`` is off (SketchyNetV2 searches V1's vectors)."""
@@ -128,13 +131,15 @@ def measure_model(name: str, enc: Retriever, gallery: Index, test: RetrievalSet,
         big = gallery.attach(e)
         encode = None if cascade else time_calls(e.encode_sketch, queries, args.warmup)
         query = time_calls(lambda s: big.search(s, K), queries, args.warmup)
+        from_strokes = time_calls(lambda s: big.search(s, K), strokes, args.warmup)
         results = [big.search(s, K) for s in sketches]
         share = Counter(r.canvas for r in results)
         canvas = ", ".join(f"{c}: {100 * k / len(results):.0f}%" for c, k in sorted(share.items()))
         out["latency"].append({"model": name, "engine": engine, "canvas": canvas, "encode": encode, "query": query,
-                               "gflops": float(np.mean([r.gflops for r in results]))})
+                               "query_strokes": from_strokes, "gflops": float(np.mean([r.gflops for r in results]))})
         found[engine] = [r.ids for r in results]
-        print(f"{name:<13} {engine:<6} query {query['median_ms']:8.2f} ms ({canvas})", flush=True)
+        print(f"{name:<13} {engine:<6} query {query['median_ms']:8.2f} ms, from strokes "
+              f"{from_strokes['median_ms']:8.2f} ms ({canvas})", flush=True)
         if engine == "torch":
             row = {"model": name}
             for photos, index in ((n, small.attach(e)), (len(gallery), big)):
@@ -182,11 +187,14 @@ def markdown(result: dict) -> str:
     lines = [f"Query latency, batch 1, warm: median / p95 ms over {m['queries']} queries "
              f"({m['threads']} threads, {m['cpu']}).", "",
              "| model | canvas | engine | GFLOPs / query | encode sketch | query: Index.search over {0:,} photos "
-             "|".format(m["gallery"]),
-             "|---|---|---|---:|---:|---:|"]
+             "| query from strokes |".format(m["gallery"]),
+             "|---|---|---|---:|---:|---:|---:|"]
     lines += [f"| {r['model']} | {r['canvas']} | {r['engine']} | {r['gflops']:.3f} | "
               + ("(searches)" if r["encode"] is None else f"{r['encode']['median_ms']:.2f} / {r['encode']['p95_ms']:.2f}")
-              + f" | {r['query']['median_ms']:.2f} / {r['query']['p95_ms']:.2f} |" for r in result["latency"]]
+              + f" | {r['query']['median_ms']:.2f} / {r['query']['p95_ms']:.2f} | "
+              + ("" if "query_strokes" not in r else
+                 f"{r['query_strokes']['median_ms']:.2f} / {r['query_strokes']['p95_ms']:.2f}") + " |"
+              for r in result["latency"]]
     lines += ["", "| search: model (dim) | photos | index | median / p95 ms | HNSW recall@10 vs exact |",
               "|---|---:|---|---:|---:|"]
     lines += [f"| {r['model']} ({r['dim']}) | {r['photos']:,} | {r['index']} | {r['median_ms']:.3f} / "
@@ -218,6 +226,8 @@ def main(args: argparse.Namespace) -> dict:
     test, photos = gallery_photos(args.data or data_root(), args.distractors, args.set)
     sketches = [load_sketch(s) for s in test.sketches]
     queries = [sketches[i % len(sketches)] for i in range(args.queries)]
+    traced = [trace(s) for s in sketches]
+    strokes = [traced[i % len(traced)] for i in range(args.queries)]
     cache = args.cache or cache_dir() / "bench"
     result: dict = {"latency": [], "search": [], "accuracy": []}
     galleries: dict[str, Index] = {}
@@ -225,7 +235,7 @@ def main(args: argparse.Namespace) -> dict:
         gallery = build_file(enc, photos, cache / f"{enc.photo_identity[:16]}.idx", kind="exact", progress=True)
         searched = any(g.model.get("photo_identity") == enc.photo_identity for g in galleries.values())
         galleries[name] = gallery
-        for key, rows in measure_model(name, enc, gallery, test, sketches, queries, args, threads,
+        for key, rows in measure_model(name, enc, gallery, test, sketches, queries, strokes, args, threads,
                                        not searched).items():
             result[key] += rows
     name = next(n for n in ("SketchyNetV1", "teacher", "SketchyNetV2") if n in encoders)
