@@ -343,6 +343,19 @@ def test_validation_rewards_come_from_photos_the_student_never_trained_on(data):
         SelectConfig(set="chairs-v1", val_rewards=True, crossfit=("runs/x",))
 
 
+def test_validation_halves_and_full_validation_keep_their_own_bank_files(tmp_path, data):
+    from sketchdown.select.runner import banks_for
+
+    student = create_model("mobilenet_v2", weights="none").eval()
+    cfg = SelectConfig(set="chairs-v1", data=str(data), limit=2, canvases=(32, 64), photo_size=64)
+    halves = banks_for(dataclasses.replace(cfg, val_rewards=True), student, tmp_path, progress=False)
+    full = banks_for(cfg, student, tmp_path, progress=False)
+    assert {p.name for p in tmp_path.iterdir()} == {"train-halves.pt", "val-halves.pt", "train.pt", "val.pt",
+                                                    "test.pt"}
+    assert halves["val"].name != full["val"].name
+    assert Bank.load(tmp_path / "val-halves.pt").key == halves["val"].key  # not overwritten by the full one
+
+
 def test_validation_photos_are_the_ones_the_student_held_out_with_its_own_fraction(tmp_path, data):
     from sketchdown.select.runner import split_sets
     from sketchdown.train.configs import TrainConfig

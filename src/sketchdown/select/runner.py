@@ -124,8 +124,13 @@ def banks_for(cfg: SelectConfig, student: Model, folder: str | Path,
     run that left them out, so no reward comes from a sketch its student trained on.
     """
     folder, cfg = Path(folder), with_student_settings(cfg)
-    banks = {name: cached_bank(folder / f"{name}.pt", student, rset, tuple(cfg.canvases), cfg.photo_size,
-                               cfg.raster_method, progress)
+    halves = {"train", "val"} if cfg.val_rewards else set()  # other sketches than the full validation: own files
+
+    def file(name: str) -> Path:
+        return folder / f"{name}{'-halves' if name in halves else ''}.pt"
+
+    banks = {name: cached_bank(file(name), student, rset, tuple(cfg.canvases), cfg.photo_size, cfg.raster_method,
+                               progress)
              for name, rset in split_sets(cfg).items() if not (cfg.crossfit and name == "train")}
     if cfg.crossfit:
         folds = []
