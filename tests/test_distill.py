@@ -152,3 +152,47 @@ def test_asymmetric_student_learns_the_teachers_photo_space(tmp_path, data, monk
     assert own["test"]
     with pytest.raises(ModelMismatchError, match="photo encoder"):
         gallery.attach(load(tmp_path / "own", photo_size=64))
+
+
+def test_unpaired_sketches_pull_the_small_canvases_onto_the_teacher(tmp_path, data, chair_pickle, monkeypatch):
+    """Sketches without photos (ChairV2 strokes, drawn as QMUL's 1 px pen) teach the canvases below the teacher's:
+    the student's embedding of each at 32 px is pulled onto the teacher's of it at 64, and that distance falls."""
+    from sketchdown.data.datasets import SketchViews, unpaired_sketches
+    from sketchdown.train.distill import WithUnpaired
+
+    monkeypatch.setenv("SKETCHDOWN_HOME", str(tmp_path / "home"))
+    tiny = dict(train_sets=("chairs-v1",), limit=16, photo_size=64, batch_size=8, steps_per_epoch=2, lr=1e-3,
+                val_fraction=0.05, data=str(data), augment=False, precision="fp32", memory_format="contiguous")
+    train(TrainConfig(canvases=(64,), eval_canvas=64, epochs=1, **tiny), tmp_path / "teacher", progress=False)
+    cfg = DistillConfig(canvases=(32, 64), eval_canvas=64, epochs=4, warmup_epochs=0.5, relation="batch",
+                        teacher=str(tmp_path / "teacher"), photo_tower="teacher", student_init="teacher",
+                        unpaired=str(chair_pickle), **tiny)
+    distill(cfg, tmp_path / "student", progress=False)
+    history = [json.loads(line) for line in (tmp_path / "student" / "metrics.jsonl").read_text().splitlines()]
+    assert history[-1]["train_unpaired"] < history[0]["train_unpaired"]
+
+    sketches = unpaired_sketches(chair_pickle)
+    assert len(sketches) == 952 and all(not s.is_vector for s in sketches[:5])  # ChairV2's train split, as rasters
+    assert sketches[0].raster.shape == (256, 256) and sketches[0].raster.min() < 128
+    item = WithUnpaired(_triplets(data), SketchViews(sketches[:3], (32, 64), False, "trace"))[0]
+    assert sorted(item["unpaired"]) == [32, 64] and item["unpaired"][32].shape == (3, 32, 32)
+    with pytest.raises(ValueError, match="photo_tower=teacher"):
+        dataclasses.replace(cfg, photo_tower="own", student_init="weights")
+
+
+def _triplets(data):
+    from sketchdown.data.datasets import TripletDataset, load_set
+
+    return TripletDataset(load_set("chairs-v1", "train", data), (32, 64), 64, augment=False)
+
+
+@pytest.mark.parametrize("make", ["missing", "empty"])
+def test_unpaired_sketches_refuse_a_source_without_sketches(tmp_path, make):
+    from sketchdown.data.datasets import unpaired_sketches
+    from sketchdown.errors import InputError
+
+    source = tmp_path / "sketches"
+    if make == "empty":
+        source.mkdir()
+    with pytest.raises(InputError, match="no such|no sketches"):
+        unpaired_sketches(source)

@@ -19,7 +19,8 @@ from torch.utils.data import Dataset
 
 from ..errors import InputError
 from . import io
-from .render import CANVASES, DEFAULT_RASTER_METHOD, prepare, to_canvas, to_tensor
+from .render import (CANVASES, DEFAULT_RASTER_METHOD, REFERENCE_CANVAS, TRACED_LINE_WIDTH, prepare, render_strokes,
+                     to_canvas, to_tensor)
 from .sketch import Sketch
 from .transforms import augment_raster, augment_vector, photo_augmenter, photo_to_tensor, raster_augmenter
 
@@ -186,6 +187,46 @@ def item_seed(*parts: int) -> int:
     return int.from_bytes(hashlib.blake2b(repr(parts).encode(), digest_size=8).digest(), "little") >> 1
 
 
+class SketchViews:
+    """Sketches drawn at every canvas, augmented with torch's random state as it stands (callers seed it); each
+    decoded, and traced for the ``trace`` raster method, once."""
+
+    def __init__(self, sketches: list[Path | Sketch], canvases: tuple[int, ...], augment: bool = True,
+                 raster_method: str = DEFAULT_RASTER_METHOD) -> None:
+        self.sketches, self.canvases, self.augment, self.raster_method = sketches, tuple(canvases), augment, raster_method
+        self._raster_aug = raster_augmenter()
+        self._prepared: dict[int, Sketch] = {}
+
+    def __len__(self) -> int:
+        return len(self.sketches)
+
+    def __call__(self, i: int) -> dict[int, torch.Tensor]:
+        if i not in self._prepared:
+            self._prepared[i] = prepare(load_sketch(self.sketches[i]), self.raster_method)
+        sketch = self._prepared[i]
+        if self.augment:
+            sketch = augment_vector(sketch) if sketch.is_vector else augment_raster(sketch, self._raster_aug)
+        return {c: to_tensor(to_canvas(sketch, c, self.raster_method)) for c in self.canvases}
+
+
+def unpaired_sketches(source: str | Path, split: str = "train", pen: float = TRACED_LINE_WIDTH) -> list[Sketch]:
+    """Sketches without photos: every sketch file under a folder (sorted), or the ``split`` sketches of a SketchX
+    stroke pickle (QMUL-ShoeV2/ChairV2). Stroke sketches are drawn onto a 256 px raster with a ``pen`` px line
+    (QMUL-V1's pen), so they reach a student the way the raster sketches they train beside do (traced again for the
+    ``trace`` raster method)."""
+    path = Path(source)
+    if path.is_dir():
+        found = [io.read_sketch(p) for p in sorted(path.rglob("*")) if p.suffix.lower() in io.SKETCH_SUFFIXES]
+    elif path.is_file():
+        found = [s for key, s in sorted(io.read_sketchx_pickle(path).items()) if key.startswith(f"/{split}/")]
+    else:
+        raise InputError(path, "no such folder of sketches or stroke pickle")
+    if not found:
+        raise InputError(path, f"holds no sketches{'' if path.is_dir() else f' under /{split}/'}")
+    return [Sketch(raster=render_strokes(s, REFERENCE_CANVAS, pen), source=s.source) if s.is_vector else s
+            for s in found]
+
+
 class TripletDataset(Dataset):
     """(sketch at every canvas, positive photo, random negative photo) triplets, deterministic per seed and epoch.
 
@@ -200,8 +241,7 @@ class TripletDataset(Dataset):
         self.rset, self.canvases, self.photo_size = rset, tuple(canvases), photo_size
         self.augment, self.seed, self.epoch, self.raster_method = augment, seed, 0, raster_method
         self._photo_aug = photo_augmenter(photo_size)
-        self._raster_aug = raster_augmenter()
-        self._sketches: dict[int, Sketch] = {}
+        self._views = SketchViews(rset.sketches, self.canvases, augment, raster_method)
         self._photos: dict[int, Image.Image] = {}
 
     def set_epoch(self, epoch: int) -> None:
@@ -211,28 +251,17 @@ class TripletDataset(Dataset):
     def __len__(self) -> int:
         return len(self.rset)
 
-    def _sketch(self, i: int) -> Sketch:
-        if i not in self._sketches:
-            self._sketches[i] = prepare(load_sketch(self.rset.sketches[i]), self.raster_method)
-        return self._sketches[i]
-
     def _photo(self, j: int) -> torch.Tensor:
         if j not in self._photos:
             self._photos[j] = load_photo(self.rset.photos[j], self.photo_size)
         img = self._photo_aug(self._photos[j]) if self.augment else self._photos[j]
         return photo_to_tensor(img)
 
-    def _canvases(self, i: int) -> dict[int, torch.Tensor]:
-        sketch = self._sketch(i)
-        if self.augment:
-            sketch = augment_vector(sketch) if sketch.is_vector else augment_raster(sketch, self._raster_aug)
-        return {c: to_tensor(to_canvas(sketch, c, self.raster_method)) for c in self.canvases}
-
     def sketch_view(self, i: int) -> dict[int, torch.Tensor]:
         """Sketch ``i`` at every canvas, augmented as this epoch's seed says (a frozen-trunk cache's view)."""
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(item_seed(self.seed, self.epoch, i))
-            return self._canvases(i)
+            return self._views(i)
 
     def photo_view(self, j: int) -> torch.Tensor:
         """Photo ``j`` augmented as this epoch's seed says."""
@@ -246,7 +275,7 @@ class TripletDataset(Dataset):
             torch.manual_seed(item_seed(self.seed, self.epoch, i))
             negative = int(torch.randint(len(self.rset.photos) - 1, ()).item())
             negative += negative >= target  # uniform over the other photos
-            canvases = self._canvases(i)
+            canvases = self._views(i)
             positive, neg = self._photo(target), self._photo(negative)
         return {"sketch": canvases, "positive": positive, "negative": neg, "target": target,
                 "negative_index": negative, "index": i}

@@ -130,6 +130,13 @@ class DistillConfig(TrainConfig):
     direct: float = field(default=1.0, metadata={"help": "with --photo-tower teacher: weight of the squared "
                                                          "distance between the student's sketch embedding and the "
                                                          "teacher's, inside L_RKD's share"})
+    unpaired: str | None = field(default=None, metadata={"help": "with --photo-tower teacher: sketches without "
+                                                                 "photos (a folder of sketch files, or a SketchX "
+                                                                 "stroke pickle's train sketches), each drawn at "
+                                                                 "the canvases below the teacher's and pulled onto "
+                                                                 "the teacher's embedding of it"})
+    unpaired_weight: float = field(default=1.0, metadata={"help": "weight of the unpaired sketches' squared "
+                                                                  "distance (added to the loss)"})
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -143,6 +150,9 @@ class DistillConfig(TrainConfig):
             raise ValueError("unlabelled photos need cache_views > 0")
         if self.photo_tower not in PHOTO_TOWERS or self.student_init not in ("weights", "teacher"):
             raise ValueError(f"photo_tower must be one of {PHOTO_TOWERS} and student_init weights or teacher")
+        if self.unpaired and self.photo_tower != "teacher":
+            raise ValueError("unpaired sketches need photo_tower=teacher: they are pulled onto the teacher's "
+                             "embedding, which is the student's space only when the gallery is the teacher's")
         if self.photo_tower == "teacher" and (self.branches != "untied" or self.cache_views):
             raise ValueError("photo_tower=teacher needs branches=untied (a sketch tower of the student's own) and no "
                              "cached views")

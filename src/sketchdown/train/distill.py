@@ -9,7 +9,8 @@ By default every student layer trains on fresh augmentations and the frozen teac
 no_grad. With ``photo_tower="teacher"`` (the asymmetric design) the student is the teacher's frozen photo tower
 plus a sketch tower of its own (optionally starting as a copy of the teacher's, with batch-norm statistics per
 canvas): the gallery is the teacher's, so student and teacher share one space, and besides the relations the
-student's sketch embedding is pulled onto the teacher's (``direct``) inside L_RKD's share. With ``cache_views`` (shared-tower students only) the teacher's embeddings of every cached view are
+student's sketch embedding is pulled onto the teacher's (``direct``) inside L_RKD's share, and sketches that have
+no photo can add the same pull for the small canvases (``unpaired``: the teacher sees each at its own canvas). With ``cache_views`` (shared-tower students only) the teacher's embeddings of every cached view are
 computed once (the teacher is frozen, and the student's views are the same images: same view seed), so a step
 costs only the student's unfrozen blocks.
 """
@@ -26,7 +27,7 @@ import torch.nn.functional as F
 from torch.utils.data import Dataset
 
 from .. import pretrained
-from ..data.datasets import RetrievalSet, TripletDataset, item_seed
+from ..data.datasets import RetrievalSet, SketchViews, TripletDataset, item_seed, unpaired_sketches
 from ..data.io import RASTER_SUFFIXES
 from ..errors import InputError, SketchdownError
 from ..losses import rkd_batch_loss, rkd_photo_loss, rkd_triplet_loss, triplet_loss
@@ -93,6 +94,27 @@ def teacher_views(teacher: EmbeddingNet | EnsembleNet, t_cfg: dict, rset: Retrie
 
     sketches = embed(cache.sketches[canvas]) if canvases else torch.empty(0)
     return sketches, embed(cache.photos)
+
+
+class WithUnpaired(Dataset):
+    """Triplets, each with one sketch that has no photo (``unpaired``: {canvas: image}, drawn at the student's
+    canvases below the teacher's and at the teacher's), the pick and its augmentation seeded per item and epoch."""
+
+    def __init__(self, triplets: TripletDataset, unpaired: SketchViews) -> None:
+        self.triplets, self.unpaired = triplets, unpaired
+
+    def set_epoch(self, epoch: int) -> None:
+        self.triplets.set_epoch(epoch)
+
+    def __len__(self) -> int:
+        return len(self.triplets)
+
+    def __getitem__(self, i: int) -> dict:
+        item = self.triplets[i]
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(item_seed(self.triplets.seed, self.triplets.epoch, i, 3))
+            item["unpaired"] = self.unpaired(int(torch.randint(len(self.unpaired), ())))
+        return item
 
 
 class DistillTriplets(Dataset):
@@ -187,6 +209,14 @@ def distill_step(cfg: DistillConfig, from_block: int, teacher: Model, teacher_ca
             rkd = rkd + cfg.direct * direct
             logs["direct"] = direct.item()
         loss = cfg.lam * tri + (1 - cfg.lam) * rkd
+        if "unpaired" in batch:  # sketches without photos: each small canvas onto the teacher's embedding
+            views = batch["unpaired"]
+            with torch.no_grad():
+                target = teacher.encode_sketch(views[teacher_canvas]).float()
+            terms = [(embed_sketch(views[c]) - target).pow(2).sum(1).mean() for c in views if c != teacher_canvas]
+            unp = cfg.unpaired_weight * torch.stack(terms).mean()
+            loss = loss + unp
+            logs["unpaired"] = unp.item()
         if "unlabelled" in batch:
             unl = cfg.unlabelled_weight * rkd_photo_loss(embed(batch["unlabelled"]), t["unlabelled"], cfg.beta)
             loss = loss + unl
@@ -229,6 +259,13 @@ def distill(cfg: DistillConfig, out: str | Path, resume: bool = False, progress:
         resolve(cfg.precision, cfg.memory_format, t_cfg.get("backbone", ""), "train").prepare(teacher)
         ds = TripletDataset(train_set, cfg.canvases, cfg.photo_size, augment=cfg.augment, seed=cfg.seed,
                             raster_method=cfg.raster_method)
+        if cfg.unpaired:
+            small = tuple(c for c in cfg.canvases if c < teacher_canvas)
+            if not small:
+                raise SketchdownError(f"unpaired sketches teach the canvases below the teacher's ({teacher_canvas}); "
+                                      f"the student trains at {list(cfg.canvases)}")
+            ds = WithUnpaired(ds, SketchViews(unpaired_sketches(cfg.unpaired), (*small, teacher_canvas), cfg.augment,
+                                              cfg.raster_method))
         best = fit(student, distill_step(cfg, 0, teacher, teacher_canvas), ds,
                    lambda m: validate_canvases(m, val_set, cfg.canvases, cfg, precision=precision), cfg, run,
                    resume=resume, progress=progress)
