@@ -96,18 +96,24 @@ def teacher_views(teacher: EmbeddingNet | EnsembleNet, t_cfg: dict, rset: Retrie
     return sketches, embed(cache.photos)
 
 
-class WithUnpaired(Dataset):
-    """Triplets, each with one sketch that has no photo (``unpaired``: {canvas: image}, drawn at the student's
-    canvases below the teacher's and at the teacher's), the pick and its augmentation seeded per item and epoch."""
+class _MoreThanTriplets(Dataset):
+    """Triplet items with fields added; epochs and length are the triplets' own."""
 
-    def __init__(self, triplets: TripletDataset, unpaired: SketchViews) -> None:
-        self.triplets, self.unpaired = triplets, unpaired
+    triplets: TripletDataset | CachedTriplets
 
     def set_epoch(self, epoch: int) -> None:
         self.triplets.set_epoch(epoch)
 
     def __len__(self) -> int:
         return len(self.triplets)
+
+
+class WithUnpaired(_MoreThanTriplets):
+    """Triplets, each with one sketch that has no photo (``unpaired``: {canvas: image}, drawn at the student's
+    canvases below the teacher's and at the teacher's), the pick and its augmentation seeded per item and epoch."""
+
+    def __init__(self, triplets: TripletDataset, unpaired: SketchViews) -> None:
+        self.triplets, self.unpaired = triplets, unpaired
 
     def __getitem__(self, i: int) -> dict:
         item = self.triplets[i]
@@ -117,18 +123,12 @@ class WithUnpaired(Dataset):
         return item
 
 
-class DistillTriplets(Dataset):
+class DistillTriplets(_MoreThanTriplets):
     """``CachedTriplets`` items plus the teacher's embeddings of the same views (and one unpaired photo)."""
 
     def __init__(self, triplets: CachedTriplets, t_sketches: torch.Tensor, t_photos: torch.Tensor,
                  unlabelled: tuple[TrunkViews, torch.Tensor] | None = None) -> None:
         self.triplets, self.t_sketches, self.t_photos, self.unlabelled = triplets, t_sketches, t_photos, unlabelled
-
-    def set_epoch(self, epoch: int) -> None:
-        self.triplets.set_epoch(epoch)
-
-    def __len__(self) -> int:
-        return len(self.triplets)
 
     def __getitem__(self, i: int) -> dict:
         item = self.triplets[i]
