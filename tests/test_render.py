@@ -38,31 +38,6 @@ def test_single_point_stroke_is_a_dot():
     assert img.min() < 224 and abs(y - 32) <= 1 and abs(x - 32) <= 1
 
 
-@pytest.mark.parametrize("canvas,most", [(32, 8), (64, 16), (128, 0), (256, 0)])
-def test_round_joints_draw_what_pils_curve_joints_draw(data, canvas, most):
-    """The students were trained on strokes drawn with PIL's ``joint="curve"``; the faster disc joints must draw
-    the same canvases (a few grey levels apart at joints, nothing else)."""
-    from PIL import Image, ImageDraw
-
-    from sketchdown.data import io
-    from sketchdown.data.datasets import load_set
-    from sketchdown.data.render import SUPERSAMPLE_PIXELS
-    from sketchdown.data.strokes import trace
-
-    for path in load_set("chairs-v1", "test", data).sketches[:3]:
-        sketch = trace(io.read_sketch(path))
-        ss = SUPERSAMPLE_PIXELS // canvas
-        img = Image.new("L", (canvas * ss, canvas * ss), 255)
-        draw, pen = ImageDraw.Draw(img), round(ss)
-        for stroke in sketch.strokes:
-            pts = stroke * np.float32(canvas * ss / 256)
-            draw.line(pts.ravel().tolist(), fill=0, width=pen, joint="curve")
-            for x, y in (pts[0], pts[-1]):
-                draw.ellipse((x - pen / 2, y - pen / 2, x + pen / 2, y + pen / 2), fill=0)
-        diff = np.abs(render_strokes(sketch, canvas, width=1.0).astype(int) - np.asarray(img.reduce(ss)))
-        assert diff.max() <= most and diff.mean() < 0.05
-
-
 def test_render_keeps_the_drawing_frame():
     # a sketch drawn on a 512 frame lands in the same relative place
     big = Sketch(strokes=(np.array([[128, 128], [384, 128]]),), width=512, height=512)

@@ -193,7 +193,8 @@ class SketchViews:
 
     def __init__(self, sketches: list[Path | Sketch], canvases: tuple[int, ...], augment: bool = True,
                  raster_method: str = DEFAULT_RASTER_METHOD) -> None:
-        self.sketches, self.canvases, self.augment, self.raster_method = sketches, tuple(canvases), augment, raster_method
+        self.sketches, self.canvases = sketches, tuple(canvases)
+        self.augment, self.raster_method = augment, raster_method
         self._raster_aug = raster_augmenter()
         self._prepared: dict[int, Sketch] = {}
 

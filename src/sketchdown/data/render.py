@@ -30,12 +30,10 @@ REFERENCE_CANVAS = 256
 LINE_WIDTH_256 = 2.0
 MIN_LINE_WIDTH = 0.5
 SUPERSAMPLE_PIXELS = 512  # supersample so the drawing grid is about this size (anti-aliasing quality)
-# Pens wider than this (supersampled pixels) get round joints, as PIL's ``line(joint="curve")`` does. That option
-# computes each joint in Python (trigonometry and a pie slice per vertex): 4.5 ms for a traced Chair-V1 sketch
-# at 32 px. A disc of the joint's radius at each vertex covers nearly the same pixels (measured on 30 traced sketches:
-# at most 3 grey levels apart at 32, 12 at 64; identical at 128 and 256, where the pen is too thin for joints) in
-# 1.1 ms.
-JOINT_MIN_PEN = 4
+# Joints are PIL's ``line(joint="curve")``, which draws a pie slice and a gap line per vertex for pens over 4
+# supersampled pixels: 3.6-4.3 ms for a traced sketch at 32 px. A disc per vertex took 1.1 ms, but its drawing differs
+# by up to 12 grey levels at 64 px and moved one of 115 Shoe-V1 test queries of the shipped student; the students
+# were trained on PIL's joints, so they stay (a replica of PIL's joint code without its wrappers saved 0.7 ms only).
 SHRINK_METHODS = ("area", "maxink", "bilinear")  # resampling of the pixels
 RASTER_METHODS = (*SHRINK_METHODS, "trace")
 # "trace": the raster is traced into strokes (``strokes.trace``) and drawn at each canvas with this width: QMUL's
@@ -72,14 +70,11 @@ def render_strokes(sketch: Sketch, canvas: int, width: float | None = None) -> n
     img = Image.new("L", (canvas * ss, canvas * ss), 255)
     draw = ImageDraw.Draw(img)
     pen = max(1, round(w * ss))
-    r, joint = pen / 2, pen / 2 - 1
+    r = pen / 2
     for stroke in drawn:
         pts = stroke + offset
         if len(pts) > 1:
-            draw.line(pts.ravel().tolist(), fill=0, width=pen)
-        if pen > JOINT_MIN_PEN:  # round joints (as PIL's joint="curve" draws them: a disc of its radius)
-            for x, y in pts[1:-1].tolist():
-                draw.ellipse((x - joint, y - joint, x + joint, y + joint), fill=0)
+            draw.line(pts.ravel().tolist(), fill=0, width=pen, joint="curve")
         for x, y in (pts[0], pts[-1]):  # round caps, and a dot for a single-point stroke
             draw.ellipse((x - r, y - r, x + r, y + r), fill=0)
     return np.asarray(img.reduce(ss))

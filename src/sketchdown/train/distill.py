@@ -6,13 +6,13 @@ canvas (photos stay full size), so one student serves every canvas. L_RKD compar
 teacher's and the student's spaces with a Huber loss. Optionally, unpaired photos add photo-photo relations.
 
 By default every student layer trains on fresh augmentations and the frozen teacher embeds the same batch under
-no_grad. With ``photo_tower="teacher"`` (the asymmetric design) the student is the teacher's frozen photo tower
-plus a sketch tower of its own (optionally starting as a copy of the teacher's, with batch-norm statistics per
-canvas): the gallery is the teacher's, so student and teacher share one space, and besides the relations the
-student's sketch embedding is pulled onto the teacher's (``direct``) inside L_RKD's share, and sketches that have
-no photo can add the same pull for the small canvases (``unpaired``: the teacher sees each at its own canvas). With ``cache_views`` (shared-tower students only) the teacher's embeddings of every cached view are
-computed once (the teacher is frozen, and the student's views are the same images: same view seed), so a step
-costs only the student's unfrozen blocks.
+no_grad. With ``photo_tower="teacher"`` (the asymmetric design) the student is the teacher's frozen photo tower plus
+a sketch tower of its own (optionally starting as a copy of the teacher's, with batch-norm statistics per canvas):
+the gallery is the teacher's, so student and teacher share one space, and besides the relations the student's sketch
+embedding is pulled onto the teacher's (``direct``) inside L_RKD's share, and sketches that have no photo can add
+the same pull for the small canvases (``unpaired``: the teacher sees each at its own canvas). With ``cache_views``
+(shared-tower students only) the teacher's embeddings of every cached view are computed once (the teacher is frozen,
+and the student's views are the same images: same view seed), so a step costs only the student's unfrozen blocks.
 """
 
 from __future__ import annotations
