@@ -211,15 +211,16 @@ def references(bank: Bank) -> dict:
             "oracle": outcome(bank, at_canvas(bank, oracle_actions(bank)))}
 
 
-def headroom(bank: Bank, learned: dict) -> dict:
+def headroom(bank: Bank, learned: dict, ref: dict | None = None) -> dict:
     """A selector's result (acc@1, GFLOPs in all and the student's share) against the reference points at its cost.
 
     At its mean student cost: the best random policy (no look at the sketch) is the floor, the best per-sketch
     choice (``oracle_acc1_at``) the ceiling, and ``captured`` is the selector's share of the gap in acc@1;
     ``best_fixed`` is the most accurate fixed canvas that costs no more than the selector in all. ``learned`` may be
-    a mean over policy seeds, so that every column of a row describes the same thing.
+    a mean over policy seeds, so that every column of a row describes the same thing. ``ref``: the bank's
+    ``references`` where the caller has them already.
     """
-    ref = references(bank)
+    ref = ref or references(bank)
     points, oracle = ref["fixed"], ref["oracle"]
     random = random_at(bank, learned["student_gflops"])
     ceiling = oracle_acc1_at(bank, learned["student_gflops"])
@@ -241,4 +242,4 @@ def report(selector: Selector, bank: Bank) -> dict:
     ref = references(bank)
     return {"policy": learned, "fixed": ref["fixed"], "oracle": ref["oracle"],
             "random": random_at(bank, learned["student_gflops"]), "selector_params_m": selector.params / 1e6,
-            "headroom": headroom(bank, learned)}
+            "headroom": headroom(bank, learned, ref)}
