@@ -15,6 +15,8 @@ from sketchdown.train.triplet import TrainConfig, train
 
 
 pytestmark = pytest.mark.usefixtures("one_thread")  # conftest: tiny steps run fastest on one thread
+TINY = dict(train_sets=("chairs-v1",), limit=16, photo_size=64, batch_size=8, steps_per_epoch=2, lr=1e-3,
+            val_fraction=0.05, augment=False, precision="fp32", memory_format="contiguous")  # + data
 
 
 def test_rkd_known_value():
@@ -72,9 +74,10 @@ def test_distill_config_refuses_nonsense():
         DistillConfig()
     with pytest.raises(ValueError, match="relation"):
         DistillConfig(teacher="x", relation="all")
-    with pytest.raises(ValueError, match="cache_views"):
-        dataclasses.replace(DistillConfig(teacher="x", branches="shared", freeze_blocks=7, cache_views=1), unlabelled="photos",
-                            cache_views=0)
+    with pytest.raises(ValueError, match="photo_tower=own"):
+        DistillConfig(teacher="x", photo_tower="teacher", unlabelled="photos")
+    with pytest.raises(ValueError, match="untied"):
+        DistillConfig(teacher="x", branches="shared", freeze_blocks=7, cache_views=1, student_init="teacher")
 
 
 def test_ensemble_run_scores_and_teaches(tmp_path, data, monkeypatch):
@@ -100,12 +103,13 @@ def test_ensemble_run_scores_and_teaches(tmp_path, data, monkeypatch):
 
 
 def test_full_fine_tuning_distillation_needs_no_cache(tmp_path, data, monkeypatch):
-    """Every student layer trains on fresh images; the untied teacher embeds each batch itself; nothing is cached."""
+    """Every student layer trains on fresh images; the untied teacher embeds each batch itself; nothing is cached.
+    (fp32 + channels_last: bf16 steps are tested in test_precision, and emulated bf16 on a CPU without it takes a
+    minute here.)"""
     from sketchdown.models.embed import TwinNet
 
     monkeypatch.setenv("SKETCHDOWN_HOME", str(tmp_path / "home"))
-    tiny = dict(train_sets=("chairs-v1",), limit=16, photo_size=64, batch_size=8, steps_per_epoch=2, lr=1e-3,
-                val_fraction=0.05, data=str(data), augment=False, precision="bf16", memory_format="channels_last")
+    tiny = dict(TINY, data=str(data), memory_format="channels_last")
     train(TrainConfig(canvases=(64,), eval_canvas=64, epochs=1, embed_dim=16, **tiny), tmp_path / "teacher",
           progress=False)
     cfg = DistillConfig(canvases=(32, 64), eval_canvas=64, epochs=4, warmup_epochs=0.5, lam=0.0, relation="batch",
@@ -113,7 +117,7 @@ def test_full_fine_tuning_distillation_needs_no_cache(tmp_path, data, monkeypatc
     result = distill(cfg, tmp_path / "student", progress=False)
     history = [json.loads(line) for line in (tmp_path / "student" / "metrics.jsonl").read_text().splitlines()]
     assert history[-1]["train_rkd"] < history[0]["train_rkd"]
-    assert history[0]["precision"] == "bf16+channels_last" and "val_acc1@32" in history[0]
+    assert history[0]["precision"] == "fp32+channels_last" and "val_acc1@32" in history[0]
     assert [m["canvas"] for m in result["test"]] == [32, 64]
     assert isinstance(load_model(tmp_path / "student" / "best.pt"), TwinNet)
     assert not (tmp_path / "home" / "features").exists()
@@ -121,7 +125,23 @@ def test_full_fine_tuning_distillation_needs_no_cache(tmp_path, data, monkeypatc
         distill(dataclasses.replace(cfg, canvases=(32,), eval_canvas=32), tmp_path / "other", progress=False)
 
 
-def test_asymmetric_student_learns_the_teachers_photo_space(tmp_path, data, monkeypatch):
+@pytest.fixture(scope="module")
+def tiny_teacher(tmp_path_factory, data):
+    """One tiny untied teacher (64 px, one epoch) for the students below, trained once."""
+    folder = tmp_path_factory.mktemp("teacher")
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("SKETCHDOWN_HOME", str(folder / "home"))
+        threads = torch.get_num_threads()
+        torch.set_num_threads(1)
+        try:
+            train(TrainConfig(canvases=(64,), eval_canvas=64, epochs=1, data=str(data), **TINY), folder / "run",
+                  progress=False)
+        finally:
+            torch.set_num_threads(threads)
+    return folder / "run"
+
+
+def test_asymmetric_student_learns_the_teachers_photo_space(tmp_path, data, monkeypatch, tiny_teacher):
     """Design (b): the teacher's photo tower, frozen, embeds the gallery; the student's own sketch tower (a copy of
     the teacher's with statistics per canvas) learns to place sketches there. An index of the teacher's photo
     tower serves the student; one of a student with its own photo tower (design a) is refused."""
@@ -130,21 +150,19 @@ def test_asymmetric_student_learns_the_teachers_photo_space(tmp_path, data, monk
     from sketchdown.retrieval import Index, ModelMismatchError, load
 
     monkeypatch.setenv("SKETCHDOWN_HOME", str(tmp_path / "home"))
-    tiny = dict(train_sets=("chairs-v1",), limit=16, photo_size=64, batch_size=8, steps_per_epoch=2, lr=1e-3,
-                val_fraction=0.05, data=str(data), augment=False, precision="fp32", memory_format="contiguous")
-    train(TrainConfig(canvases=(64,), eval_canvas=64, epochs=1, **tiny), tmp_path / "teacher", progress=False)
+    tiny = dict(TINY, data=str(data))
     cfg = DistillConfig(canvases=(32, 64), eval_canvas=64, epochs=3, warmup_epochs=0.5, relation="batch",
-                        teacher=str(tmp_path / "teacher"), photo_tower="teacher", student_init="teacher", **tiny)
+                        teacher=str(tiny_teacher), photo_tower="teacher", student_init="teacher", **tiny)
     distill(cfg, tmp_path / "student", progress=False)
     history = [json.loads(line) for line in (tmp_path / "student" / "metrics.jsonl").read_text().splitlines()]
     assert history[-1]["train_direct"] < history[0]["train_direct"]
-    teacher, student = load_model(tmp_path / "teacher" / "best.pt"), load_model(tmp_path / "student" / "best.pt")
+    teacher, student = load_model(tiny_teacher / "best.pt"), load_model(tmp_path / "student" / "best.pt")
     assert isinstance(student, TwinNet) and student.sketch.config.canvas_stats == (32, 64)
     assert any(isinstance(m, CanvasBatchNorm2d) for m in student.sketch.modules())
     t_state, s_state = teacher.photo.state_dict(), student.photo.state_dict()
     assert all(torch.equal(t_state[k], s_state[k]) for k in t_state)  # frozen: weights and statistics alike
     photos = sorted((data / "qmul-v1" / "chairs" / "test" / "images").glob("*.jpg"))[:4]
-    gallery = Index.build(load(tmp_path / "teacher", photo_size=64), photos)
+    gallery = Index.build(load(tiny_teacher, photo_size=64), photos)
     searched = gallery.attach(load(tmp_path / "student", photo_size=64))
     assert len(searched.search(data / "qmul-v1" / "chairs" / "test" / "sketches" / f"{photos[0].stem}.png", 2)) == 2
     own = distill(dataclasses.replace(cfg, photo_tower="own", student_init="weights", epochs=1), tmp_path / "own",
@@ -154,18 +172,17 @@ def test_asymmetric_student_learns_the_teachers_photo_space(tmp_path, data, monk
         gallery.attach(load(tmp_path / "own", photo_size=64))
 
 
-def test_unpaired_sketches_pull_the_small_canvases_onto_the_teacher(tmp_path, data, chair_pickle, monkeypatch):
+def test_unpaired_sketches_pull_the_small_canvases_onto_the_teacher(tmp_path, data, chair_pickle, monkeypatch,
+                                                                   tiny_teacher):
     """Sketches without photos (ChairV2 strokes, drawn as QMUL's 1 px pen) teach the canvases below the teacher's:
     the student's embedding of each at 32 px is pulled onto the teacher's of it at 64, and that distance falls."""
     from sketchdown.data.datasets import SketchViews, unpaired_sketches
-    from sketchdown.train.distill import WithUnpaired
+    from sketchdown.train.distill import WithSampled
 
     monkeypatch.setenv("SKETCHDOWN_HOME", str(tmp_path / "home"))
-    tiny = dict(train_sets=("chairs-v1",), limit=16, photo_size=64, batch_size=8, steps_per_epoch=2, lr=1e-3,
-                val_fraction=0.05, data=str(data), augment=False, precision="fp32", memory_format="contiguous")
-    train(TrainConfig(canvases=(64,), eval_canvas=64, epochs=1, **tiny), tmp_path / "teacher", progress=False)
+    tiny = dict(TINY, data=str(data))
     cfg = DistillConfig(canvases=(32, 64), eval_canvas=64, epochs=4, warmup_epochs=0.5, relation="batch",
-                        teacher=str(tmp_path / "teacher"), photo_tower="teacher", student_init="teacher",
+                        teacher=str(tiny_teacher), photo_tower="teacher", student_init="teacher",
                         unpaired=str(chair_pickle), **tiny)
     distill(cfg, tmp_path / "student", progress=False)
     history = [json.loads(line) for line in (tmp_path / "student" / "metrics.jsonl").read_text().splitlines()]
@@ -174,10 +191,37 @@ def test_unpaired_sketches_pull_the_small_canvases_onto_the_teacher(tmp_path, da
     sketches = unpaired_sketches(chair_pickle)
     assert len(sketches) == 952 and all(not s.is_vector for s in sketches[:5])  # ChairV2's train split, as rasters
     assert sketches[0].raster.shape == (256, 256) and sketches[0].raster.min() < 128
-    item = WithUnpaired(_triplets(data), SketchViews(sketches[:3], (32, 64), False, "trace"))[0]
+    item = WithSampled(_triplets(data), "unpaired", SketchViews(sketches[:3], (32, 64), False, "trace"), 3)[0]
     assert sorted(item["unpaired"]) == [32, 64] and item["unpaired"][32].shape == (3, 32, 32)
     with pytest.raises(ValueError, match="photo_tower=teacher"):
         dataclasses.replace(cfg, photo_tower="own", student_init="weights")
+
+
+def test_design_a_from_the_teacher_learns_from_photos_without_sketches(tmp_path, data, monkeypatch, tiny_teacher):
+    """Design (a) with both towers starting as the teacher's: both train (the photo tower leaves the teacher's
+    weights), and photos without sketches add the teacher's photo-photo distances, which the student learns."""
+    from sketchdown.data.datasets import PhotoViews
+    from sketchdown.train.distill import WithSampled
+
+    monkeypatch.setenv("SKETCHDOWN_HOME", str(tmp_path / "home"))
+    tiny = dict(TINY, data=str(data))
+    unlabelled = tmp_path / "unlabelled"
+    unlabelled.mkdir()
+    photos = sorted((data / "qmul-v1" / "chairs" / "test" / "images").glob("*.jpg"))[:8]
+    for photo in photos:
+        shutil.copy(photo, unlabelled / photo.name)
+    cfg = DistillConfig(canvases=(32, 64), eval_canvas=64, epochs=4, warmup_epochs=0.5, relation="batch",
+                        teacher=str(tiny_teacher), photo_tower="own", student_init="teacher",
+                        unlabelled=str(unlabelled), **tiny)
+    distill(cfg, tmp_path / "student", progress=False)
+    history = [json.loads(line) for line in (tmp_path / "student" / "metrics.jsonl").read_text().splitlines()]
+    assert history[-1]["train_rkd_unlabelled"] < history[0]["train_rkd_unlabelled"]
+    teacher, student = load_model(tiny_teacher / "best.pt"), load_model(tmp_path / "student" / "last.pt")
+    t_state, s_state = teacher.photo.state_dict(), student.photo.state_dict()
+    assert not all(torch.equal(t_state[k], s_state[k]) for k in t_state)  # the photo tower trained
+    assert student.sketch.config.canvas_stats == (32, 64)
+    item = WithSampled(_triplets(data), "unlabelled", PhotoViews(photos, 64, augment=False), 2)[0]
+    assert item["unlabelled"].shape == (3, 64, 64)
 
 
 def _triplets(data):

@@ -210,6 +210,24 @@ class SketchViews:
         return {c: to_tensor(to_canvas(sketch, c, self.raster_method)) for c in self.canvases}
 
 
+class PhotoViews:
+    """Photos at ``size``, augmented with torch's random state as it stands (callers seed it); each decoded once."""
+
+    def __init__(self, photos: list[Path], size: int = PHOTO_SIZE, augment: bool = True) -> None:
+        self.photos, self.size, self.augment = photos, size, augment
+        self._aug = photo_augmenter(size)
+        self._decoded: dict[int, Image.Image] = {}
+
+    def __len__(self) -> int:
+        return len(self.photos)
+
+    def __call__(self, j: int) -> torch.Tensor:
+        if j not in self._decoded:
+            self._decoded[j] = load_photo(self.photos[j], self.size)
+        img = self._decoded[j]
+        return photo_to_tensor(self._aug(img) if self.augment else img)
+
+
 def unpaired_sketches(source: str | Path, split: str = "train", pen: float = TRACED_LINE_WIDTH) -> list[Sketch]:
     """Sketches without photos: every sketch file under a folder (sorted), or the ``split`` sketches of a SketchX
     stroke pickle (QMUL-ShoeV2/ChairV2). Stroke sketches are drawn onto a 256 px raster with a ``pen`` px line
@@ -241,9 +259,8 @@ class TripletDataset(Dataset):
             raise InputError(rset.name, "triplets need at least two photos")
         self.rset, self.canvases, self.photo_size = rset, tuple(canvases), photo_size
         self.augment, self.seed, self.epoch, self.raster_method = augment, seed, 0, raster_method
-        self._photo_aug = photo_augmenter(photo_size)
         self._views = SketchViews(rset.sketches, self.canvases, augment, raster_method)
-        self._photos: dict[int, Image.Image] = {}
+        self._photo = PhotoViews(rset.photos, photo_size, augment)
 
     def set_epoch(self, epoch: int) -> None:
         """New negatives and augmentations each epoch, still reproducible."""
@@ -251,12 +268,6 @@ class TripletDataset(Dataset):
 
     def __len__(self) -> int:
         return len(self.rset)
-
-    def _photo(self, j: int) -> torch.Tensor:
-        if j not in self._photos:
-            self._photos[j] = load_photo(self.rset.photos[j], self.photo_size)
-        img = self._photo_aug(self._photos[j]) if self.augment else self._photos[j]
-        return photo_to_tensor(img)
 
     def sketch_view(self, i: int) -> dict[int, torch.Tensor]:
         """Sketch ``i`` at every canvas, augmented as this epoch's seed says (a frozen-trunk cache's view)."""

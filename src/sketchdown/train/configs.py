@@ -118,15 +118,16 @@ class DistillConfig(TrainConfig):
     beta: float = field(default=0.1, metadata={"help": "Huber threshold of L_RKD"})
     relation: str = field(default="triplet", metadata={"help": "distilled distances: triplet (the paper's 3 per "
                                                                 "triplet) or batch (every pair of the batch)"})
-    unlabelled: str | None = field(default=None, metadata={"help": "folder of unpaired photos for photo-photo "
-                                                                   "distillation (e.g. shoe-v2-photos/photos)"})
+    unlabelled: str | None = field(default=None, metadata={"help": "folder of photos without sketches for "
+                                                                   "photo-photo distillation into the student's "
+                                                                   "photo tower (e.g. shoe-v2-photos/photos)"})
     unlabelled_weight: float = field(default=1.0, metadata={"help": "weight of the unpaired-photo L_RKD"})
     photo_tower: str = field(default="own", metadata={"help": "own (the student's photo tower, trained jointly) or "
                                                               "teacher (the frozen teacher's photo tower embeds the "
                                                               "gallery; the student learns its space)"})
-    student_init: str = field(default="weights", metadata={"help": "student sketch tower starts from --weights, or "
-                                                                   "from a copy of the teacher's sketch tower "
-                                                                   "(teacher)"})
+    student_init: str = field(default="weights", metadata={"help": "student towers start from --weights, or as "
+                                                                   "copies of the teacher's (teacher; with "
+                                                                   "--photo-tower own both towers then train)"})
     direct: float = field(default=1.0, metadata={"help": "with --photo-tower teacher: weight of the squared "
                                                          "distance between the student's sketch embedding and the "
                                                          "teacher's, inside L_RKD's share"})
@@ -146,8 +147,12 @@ class DistillConfig(TrainConfig):
             raise ValueError(f"relation must be one of {RELATIONS}")
         if not 0.0 <= self.lam <= 1.0:
             raise ValueError("lam must be in [0, 1]")
-        if self.unlabelled and not self.cache_views:
-            raise ValueError("unlabelled photos need cache_views > 0")
+        if self.unlabelled and self.photo_tower != "own":
+            raise ValueError("unlabelled photos need photo_tower=own: they teach the student's photo tower, and the "
+                             "teacher's is frozen")
+        if self.student_init == "teacher" and (self.branches != "untied" or self.cache_views):
+            raise ValueError("student_init=teacher needs branches=untied and no cached views (the copied towers "
+                             "train whole)")
         if self.photo_tower not in PHOTO_TOWERS or self.student_init not in ("weights", "teacher"):
             raise ValueError(f"photo_tower must be one of {PHOTO_TOWERS} and student_init weights or teacher")
         if self.unpaired and self.photo_tower != "teacher":

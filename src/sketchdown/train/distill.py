@@ -10,7 +10,9 @@ no_grad. With ``photo_tower="teacher"`` (the asymmetric design) the student is t
 a sketch tower of its own (optionally starting as a copy of the teacher's, with batch-norm statistics per canvas):
 the gallery is the teacher's, so student and teacher share one space, and besides the relations the student's sketch
 embedding is pulled onto the teacher's (``direct``) inside L_RKD's share, and sketches that have no photo can add
-the same pull for the small canvases (``unpaired``: the teacher sees each at its own canvas). With ``cache_views``
+the same pull for the small canvases (``unpaired``: the teacher sees each at its own canvas). With
+``photo_tower="own"`` and ``student_init="teacher"`` both student towers start as copies of the teacher's and both
+train; photos without sketches (``unlabelled``) then add the teacher's photo-photo distances. With ``cache_views``
 (shared-tower students only) the teacher's embeddings of every cached view are computed once (the teacher is frozen,
 and the student's views are the same images: same view seed), so a step costs only the student's unfrozen blocks.
 """
@@ -27,7 +29,7 @@ import torch.nn.functional as F
 from torch.utils.data import Dataset
 
 from .. import pretrained
-from ..data.datasets import RetrievalSet, SketchViews, TripletDataset, item_seed, unpaired_sketches
+from ..data.datasets import PhotoViews, RetrievalSet, SketchViews, TripletDataset, item_seed, unpaired_sketches
 from ..data.io import RASTER_SUFFIXES
 from ..errors import InputError, SketchdownError
 from ..losses import rkd_batch_loss, rkd_photo_loss, rkd_triplet_loss, triplet_loss
@@ -104,22 +106,32 @@ class _MoreThanTriplets(Dataset):
     def set_epoch(self, epoch: int) -> None:
         self.triplets.set_epoch(epoch)
 
+    @property
+    def seed(self) -> int:
+        return self.triplets.seed
+
+    @property
+    def epoch(self) -> int:
+        return self.triplets.epoch
+
     def __len__(self) -> int:
         return len(self.triplets)
 
 
-class WithUnpaired(_MoreThanTriplets):
-    """Triplets, each with one sketch that has no photo (``unpaired``: {canvas: image}, drawn at the student's
-    canvases below the teacher's and at the teacher's), the pick and its augmentation seeded per item and epoch."""
+class WithSampled(_MoreThanTriplets):
+    """Triplets, each with one random view of ``views`` under ``key``: a sketch that has no photo (``unpaired``,
+    {canvas: image}) or a photo that has no sketch (``unlabelled``); pick and augmentation seeded per item, epoch
+    and ``stream``."""
 
-    def __init__(self, triplets: TripletDataset, unpaired: SketchViews) -> None:
-        self.triplets, self.unpaired = triplets, unpaired
+    def __init__(self, triplets: "TripletDataset | _MoreThanTriplets", key: str, views: SketchViews | PhotoViews,
+                 stream: int) -> None:
+        self.triplets, self.key, self.views, self.stream = triplets, key, views, stream
 
     def __getitem__(self, i: int) -> dict:
         item = self.triplets[i]
         with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(item_seed(self.triplets.seed, self.triplets.epoch, i, 3))
-            item["unpaired"] = self.unpaired(int(torch.randint(len(self.unpaired), ())))
+            torch.manual_seed(item_seed(self.triplets.seed, self.triplets.epoch, i, self.stream))
+            item[self.key] = self.views(int(torch.randint(len(self.views), ())))
         return item
 
 
@@ -144,13 +156,15 @@ class DistillTriplets(_MoreThanTriplets):
         return item
 
 
-def asymmetric_student(cfg: DistillConfig, teacher: Model) -> TwinNet:
-    """The teacher's photo tower, frozen, and a sketch tower of the student's own: a fresh ``cfg.backbone``, or
-    (``student_init="teacher"``) a copy of the teacher's sketch tower given batch-norm statistics per canvas."""
+def student_from_teacher(cfg: DistillConfig, teacher: Model) -> TwinNet:
+    """A copy of the teacher's photo tower, frozen (``photo_tower="teacher"``, design b) or trained (``"own"``),
+    and a sketch tower of the student's own: a fresh ``cfg.backbone``, or (``student_init="teacher"``) a copy of
+    the teacher's sketch tower given batch-norm statistics per canvas."""
     if isinstance(teacher, EnsembleNet):
-        raise SketchdownError("photo_tower=teacher needs a teacher with one photo tower, not an ensemble: pick one "
-                              "of its members (on validation)")
-    photo = copy.deepcopy(teacher.photo if isinstance(teacher, TwinNet) else teacher).requires_grad_(False)
+        raise SketchdownError("a student that copies the teacher's towers needs a teacher with one photo tower, not "
+                              "an ensemble: pick one of its members (on validation)")
+    photo = copy.deepcopy(teacher.photo if isinstance(teacher, TwinNet) else teacher)
+    photo.requires_grad_(cfg.photo_tower == "own")
     stats = tuple(cfg.canvases) if cfg.canvas_stats and len(cfg.canvases) > 1 else ()
     if cfg.student_init == "teacher":
         own = teacher.sketch_tower
@@ -179,11 +193,13 @@ def distill_step(cfg: DistillConfig, from_block: int, teacher: Model, teacher_ca
         if "teacher" in batch:
             return batch["teacher"]
         with torch.no_grad():
-            sketch = teacher.encode_sketch(batch["sketch"][teacher_canvas]).float()
-            if shared_space:
-                return {"sketch": sketch, "positive": pos, "negative": neg}
-            return {"sketch": sketch, "positive": teacher.encode_photo(batch["positive"]).float(),
-                    "negative": teacher.encode_photo(batch["negative"]).float()}
+            out = {"sketch": teacher.encode_sketch(batch["sketch"][teacher_canvas]).float()}
+            for k in ("unlabelled",) if shared_space else ("positive", "negative", "unlabelled"):
+                if k in batch:
+                    out[k] = teacher.encode_photo(batch[k]).float()
+        if shared_space:  # the student's photo tower is the teacher's: its embeddings are the teacher's
+            out.update(positive=pos, negative=neg)
+        return out
 
     def step(model: Model, batch: dict) -> tuple[torch.Tensor, dict[str, float]]:
         embed_sketch, embed = embedders(model, from_block)
@@ -217,7 +233,7 @@ def distill_step(cfg: DistillConfig, from_block: int, teacher: Model, teacher_ca
             unp = cfg.unpaired_weight * torch.stack(terms).mean()
             loss = loss + unp
             logs["unpaired"] = unp.item()
-        if "unlabelled" in batch:
+        if "unlabelled" in batch:  # photos without sketches: the teacher's photo-photo distances
             unl = cfg.unlabelled_weight * rkd_photo_loss(embed(batch["unlabelled"]), t["unlabelled"], cfg.beta)
             loss = loss + unl
             logs["rkd_unlabelled"] = unl.item()
@@ -252,7 +268,8 @@ def distill(cfg: DistillConfig, out: str | Path, resume: bool = False, progress:
                               "teacher has untied towers: distil without --cache-views (every layer trains)")
     run = start_run(cfg, out, resume)
     torch.manual_seed(cfg.seed)
-    student = asymmetric_student(cfg, teacher) if cfg.photo_tower == "teacher" else cfg.build_model()
+    from_teacher = cfg.photo_tower == "teacher" or cfg.student_init == "teacher"
+    student = student_from_teacher(cfg, teacher) if from_teacher else cfg.build_model()
     train_set, val_set, test_set = build_sets(cfg)
     if not cfg.cache_views:
         precision = resolve(cfg.precision, cfg.memory_format, cfg.backbone, "batch")
@@ -264,8 +281,11 @@ def distill(cfg: DistillConfig, out: str | Path, resume: bool = False, progress:
             if not small:
                 raise SketchdownError(f"unpaired sketches teach the canvases below the teacher's ({teacher_canvas}); "
                                       f"the student trains at {list(cfg.canvases)}")
-            ds = WithUnpaired(ds, SketchViews(unpaired_sketches(cfg.unpaired), (*small, teacher_canvas), cfg.augment,
-                                              cfg.raster_method))
+            ds = WithSampled(ds, "unpaired", SketchViews(unpaired_sketches(cfg.unpaired), (*small, teacher_canvas),
+                                                         cfg.augment, cfg.raster_method), 3)
+        if cfg.unlabelled:
+            ds = WithSampled(ds, "unlabelled", PhotoViews(unlabelled_set(cfg.unlabelled).photos, cfg.photo_size,
+                                                          cfg.augment), 2)
         best = fit(student, distill_step(cfg, 0, teacher, teacher_canvas), ds,
                    lambda m: validate_canvases(m, val_set, cfg.canvases, cfg, precision=precision), cfg, run,
                    resume=resume, progress=progress)
