@@ -27,7 +27,7 @@ def get_args_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--set", default="chairs-v1")
     p.add_argument("--v2", default="sketchynet-v2-chairs", help="a retriever with its selector")
-    p.add_argument("--v1", default="sketchynet-v1-chairs", help="the same student at a fixed canvas")
+    p.add_argument("--v1", default="sketchynet-v1-chairs", help="SketchyNetV1: a student at a fixed canvas")
     p.add_argument("--sketches", type=int, default=30)
     p.add_argument("--data", default=None)
     return p
