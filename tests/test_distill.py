@@ -180,12 +180,8 @@ def test_unpaired_sketches_pull_the_small_canvases_onto_the_teacher(tmp_path, da
     from sketchdown.train.distill import WithSampled
 
     monkeypatch.setenv("SKETCHDOWN_HOME", str(tmp_path / "home"))
-    tiny = dict(TINY, data=str(data))
-    cfg = DistillConfig(canvases=(32, 64), eval_canvas=64, epochs=4, warmup_epochs=0.5, relation="batch",
-                        teacher=str(tiny_teacher), photo_tower="teacher", student_init="teacher",
-                        unpaired=str(chair_pickle), **tiny)
-    distill(cfg, tmp_path / "student", progress=False)
-    history = [json.loads(line) for line in (tmp_path / "student" / "metrics.jsonl").read_text().splitlines()]
+    cfg, history = _distil_from(tiny_teacher, data, tmp_path / "student", photo_tower="teacher",
+                                unpaired=str(chair_pickle))
     assert history[-1]["train_unpaired"] < history[0]["train_unpaired"]
 
     sketches = unpaired_sketches(chair_pickle)
@@ -204,17 +200,13 @@ def test_design_a_from_the_teacher_learns_from_photos_without_sketches(tmp_path,
     from sketchdown.train.distill import WithSampled
 
     monkeypatch.setenv("SKETCHDOWN_HOME", str(tmp_path / "home"))
-    tiny = dict(TINY, data=str(data))
     unlabelled = tmp_path / "unlabelled"
     unlabelled.mkdir()
     photos = sorted((data / "qmul-v1" / "chairs" / "test" / "images").glob("*.jpg"))[:8]
     for photo in photos:
         shutil.copy(photo, unlabelled / photo.name)
-    cfg = DistillConfig(canvases=(32, 64), eval_canvas=64, epochs=4, warmup_epochs=0.5, relation="batch",
-                        teacher=str(tiny_teacher), photo_tower="own", student_init="teacher",
-                        unlabelled=str(unlabelled), **tiny)
-    distill(cfg, tmp_path / "student", progress=False)
-    history = [json.loads(line) for line in (tmp_path / "student" / "metrics.jsonl").read_text().splitlines()]
+    _, history = _distil_from(tiny_teacher, data, tmp_path / "student", photo_tower="own",
+                              unlabelled=str(unlabelled))
     assert history[-1]["train_rkd_unlabelled"] < history[0]["train_rkd_unlabelled"]
     teacher, student = load_model(tiny_teacher / "best.pt"), load_model(tmp_path / "student" / "last.pt")
     t_state, s_state = teacher.photo.state_dict(), student.photo.state_dict()
@@ -222,6 +214,15 @@ def test_design_a_from_the_teacher_learns_from_photos_without_sketches(tmp_path,
     assert student.sketch.config.canvas_stats == (32, 64)
     item = WithSampled(_triplets(data), "unlabelled", PhotoViews(photos, 64, augment=False), 2)[0]
     assert item["unlabelled"].shape == (3, 64, 64)
+
+
+def _distil_from(teacher, data, out, **knobs) -> tuple[DistillConfig, list[dict]]:
+    """A tiny student distilled from ``teacher`` whose towers start as its copies (4 epochs at 32 and 64 px): its
+    config and its per-epoch records."""
+    cfg = DistillConfig(canvases=(32, 64), eval_canvas=64, epochs=4, warmup_epochs=0.5, relation="batch",
+                        teacher=str(teacher), student_init="teacher", **TINY, data=str(data), **knobs)
+    distill(cfg, out, progress=False)
+    return cfg, [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
 
 
 def _triplets(data):
