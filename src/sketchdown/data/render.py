@@ -31,9 +31,10 @@ LINE_WIDTH_256 = 2.0
 MIN_LINE_WIDTH = 0.5
 SUPERSAMPLE_PIXELS = 512  # supersample so the drawing grid is about this size (anti-aliasing quality)
 # Joints are PIL's ``line(joint="curve")``, which draws a pie slice and a gap line per vertex for pens over 4
-# supersampled pixels: 3.6-4.3 ms for a traced sketch at 32 px. A disc per vertex took 1.1 ms, but its drawing differs
-# by up to 12 grey levels at 64 px and moved one of 115 Shoe-V1 test queries of the shipped student; the students
-# were trained on PIL's joints, so they stay (a replica of PIL's joint code without its wrappers saved 0.7 ms only).
+# supersampled pixels: 4.3-5.6 ms for a traced Chair-V1 sketch at 32 px (two runs of benchmarks/query_breakdown.py).
+# A disc per vertex took 1.1 ms, but its drawing differs by up to 12 grey levels at 64 px and moved one of 115
+# Shoe-V1 test queries of the shipped student; the students were trained on PIL's joints, so they stay (a replica of
+# PIL's joint code without its wrappers saved 0.7 ms only).
 SHRINK_METHODS = ("area", "maxink", "bilinear")  # resampling of the pixels
 RASTER_METHODS = (*SHRINK_METHODS, "trace")
 # "trace": the raster is traced into strokes (``strokes.trace``) and drawn at each canvas with this width: QMUL's

@@ -205,10 +205,14 @@ def train_policy(policy: CanvasPolicy, train: Bank, val: Bank, cfg: SelectConfig
     return best
 
 
-def references(bank: Bank) -> dict:
-    """Every fixed canvas and the oracle on ``bank``: the points any selector is measured against."""
-    return {"fixed": {c: fixed(bank, c) for c in bank.canvases},
-            "oracle": outcome(bank, at_canvas(bank, oracle_actions(bank)))}
+def references(bank: Bank, student_gflops: float | None = None) -> dict:
+    """Every fixed canvas and the oracle on ``bank``: the points any selector is measured against; given a mean
+    student cost, also the best random policy at that cost (``random``)."""
+    ref = {"fixed": {c: fixed(bank, c) for c in bank.canvases},
+           "oracle": outcome(bank, at_canvas(bank, oracle_actions(bank)))}
+    if student_gflops is not None:
+        ref["random"] = random_at(bank, student_gflops)
+    return ref
 
 
 def headroom(bank: Bank, learned: dict, ref: dict | None = None) -> dict:
@@ -218,11 +222,10 @@ def headroom(bank: Bank, learned: dict, ref: dict | None = None) -> dict:
     choice (``oracle_acc1_at``) the ceiling, and ``captured`` is the selector's share of the gap in acc@1;
     ``best_fixed`` is the most accurate fixed canvas that costs no more than the selector in all. ``learned`` may be
     a mean over policy seeds, so that every column of a row describes the same thing. ``ref``: the bank's
-    ``references`` where the caller has them already.
+    ``references`` at the selector's student cost, where the caller has them already.
     """
-    ref = ref or references(bank)
-    points, oracle = ref["fixed"], ref["oracle"]
-    random = random_at(bank, learned["student_gflops"])
+    ref = ref or references(bank, learned["student_gflops"])
+    points, oracle, random = ref["fixed"], ref["oracle"], ref["random"]
     ceiling = oracle_acc1_at(bank, learned["student_gflops"])
     gap = ceiling - random["acc1"]
     cheaper = [c for c in bank.canvases if points[c]["gflops"] <= learned["gflops"] + 1e-12]
@@ -239,7 +242,6 @@ def report(selector: Selector, bank: Bank) -> dict:
     """The selector on ``bank`` beside every fixed canvas, the oracle, the best random policy at its cost, and its
     ``headroom``."""
     learned = outcome(bank, decide(selector, bank))
-    ref = references(bank)
-    return {"policy": learned, "fixed": ref["fixed"], "oracle": ref["oracle"],
-            "random": random_at(bank, learned["student_gflops"]), "selector_params_m": selector.params / 1e6,
-            "headroom": headroom(bank, learned, ref)}
+    ref = references(bank, learned["student_gflops"])
+    return {"policy": learned, "fixed": ref["fixed"], "oracle": ref["oracle"], "random": ref["random"],
+            "selector_params_m": selector.params / 1e6, "headroom": headroom(bank, learned, ref)}
