@@ -31,7 +31,7 @@ MODELS: dict[str, Shipped] = {
     "teacher-chairs": Shipped("chairs-v1/direct"),  # the teacher of the v1b students is the direct run
     "direct-chairs": Shipped("chairs-v1/direct"),
     "sketchynet-v2-chairs": Shipped("chairs-v1/sketchynet"),
-    "sketchynet-v1-chairs": Shipped("chairs-v1/sketchynet-v1"),  # design (a) from the teacher: its own photo tower
+    "sketchynet-v1-chairs": Shipped("chairs-v1/sketchynet", selector=False, canvas=256),
     "teacher-shoes": Shipped("shoes-v1/direct"),  # likewise on Shoe-V1 (row v1b-teacher)
     "direct-shoes": Shipped("shoes-v1/direct"),
     "sketchynet-v2-shoes": Shipped("shoes-v1/sketchynet"),
