@@ -198,7 +198,8 @@ def selector_table(results: list[dict]) -> str:
                   f"against {v1['gflops'] / 3:.3f} (a third of V1@256) at acc@1 {best['acc1'] - v1['acc1']:+.2f} "
                   f"from V1@256 (target: within 1): {'met' if cheap else 'NOT met'}; against the best fixed canvas "
                   f"of no more cost {vs_fixed} (target +3) and head-room captured {captured} (target 50%): "
-                  f"{'met' if chooses else 'NOT met'}.", ""]
+                  f"{'met' if chooses else 'NOT met'} (over the best blind mixture of canvases at that cost: "
+                  f"{best['acc1'] - h['random_acc1']:+.2f}).", ""]
     lines.append("![test acc@1 against mean GFLOPs per sketch](results/selector-curve.png)")
     lines.append(f"\n_`{results[0]['command']}`_" if results else "")
     return "\n".join(lines)

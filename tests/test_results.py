@@ -11,7 +11,7 @@ from sketchdown.eval.results import markdown, seed_count, update_rows
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
 from selector import margin_auc, statistics_of  # noqa: E402
-from tables import render, rewards_table  # noqa: E402
+from tables import render, rewards_table, selector_table  # noqa: E402
 
 BASE = {"backbone": "mobilenet_v2", "params_m": 2.22, "gflops": 0.782, "cpu_ms": 12.5, "acc1": 40.0, "acc5": 70.0,
         "acc10": 80.0, "command": "sketchdown train ..."}
@@ -76,3 +76,23 @@ def test_rewards_table_shows_the_margin_auc_where_it_was_measured():
     assert "margin AUC" not in old and "| test | 10 | 5.0 | 40.0 | 10% | 90% |" in old
     res["reward_statistics"]["test"] = {**stats, "margin_auc": {"32": None, "256": 0.71}}
     assert "| test | 10 | 5.0 | 40.0 | 10% | 90% | n/a | 0.71 |" in rewards_table(res)
+
+
+def test_the_selector_targets_line_reports_the_blind_mixture_beside_the_fixed_canvas():
+    """A selector a hair cheaper than a fixed 128 is compared with 64 by the issue's rule (+28); the line also
+    says what it gains over a blind mixture of canvases at its cost, and the second target stays unmet when the
+    head-room captured is small."""
+    stats = {"test": {"sketches": 97, "acc1": {"64": 29.9, "128": 57.7, "256": 71.1},
+                      "oracle_share": {"64": 0.3, "128": 0.4, "256": 0.3}}}
+    fixed = {"64": {"gflops": 0.049, "acc1": 29.90, "acc10": 82.0}, "128": {"gflops": 0.196, "acc1": 57.73,
+                                                                           "acc10": 96.9},
+             "256": {"gflops": 0.782, "acc1": 71.13, "acc10": 99.0}}
+    headroom = {"captured": 0.02, "random_acc1": 57.64, "oracle_acc1_at_same_cost": 83.5, "best_fixed_canvas": 64,
+                "vs_best_fixed": 28.18}
+    res = {"set": "chairs-v1", "student": "s", "reward_statistics": stats, "fixed": fixed, "best": "raster",
+           "kinds": {"raster": {"lambda_flops": 0.5, "headroom": headroom,
+                                "test": {"gflops": 0.195, "acc1": 58.08, "acc1_std": 0.49, "acc10": 96.9}}},
+           "oracle": {"gflops": 0.239, "acc1": 78.35, "acc10": 99.0}, "command": "python benchmarks/selector.py"}
+    line = next(x for x in selector_table([res]).splitlines() if x.startswith("Targets ("))
+    assert "+28.18 (target +3) and head-room captured 2% (target 50%): NOT met" in line
+    assert "at that cost: +0.44)" in line
