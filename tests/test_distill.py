@@ -216,6 +216,35 @@ def test_design_a_from_the_teacher_learns_from_photos_without_sketches(tmp_path,
     assert item["unlabelled"].shape == (3, 64, 64)
 
 
+def test_canvas_weights_weigh_the_per_canvas_terms(data, tiny_teacher):
+    """--canvas-weights: a canvas of weight 0 leaves the loss as if it were not trained at; equal weights are the
+    plain mean; a weight list that does not match the canvases is refused."""
+    from torch.utils.data import default_collate
+
+    from sketchdown.train.distill import distill_step
+
+    model = load_model(tiny_teacher / "best.pt").eval()
+    ds = _triplets(data)
+    batch = default_collate([ds[i] for i in range(4)])
+
+    def loss(canvases: tuple[int, ...], weights: tuple[float, ...] = ()) -> float:
+        cfg = DistillConfig(teacher="x", canvases=canvases, canvas_weights=weights, relation="batch", **TINY)
+        with torch.no_grad():
+            return distill_step(cfg, 0, model, 64)(model, batch)[0].item()
+
+    only_32, only_64 = loss((32,)), loss((64,))
+    assert only_32 != pytest.approx(only_64)
+    assert loss((32, 64), (1.0, 0.0)) == pytest.approx(only_32, rel=1e-5)
+    assert loss((32, 64), (0.0, 2.0)) == pytest.approx(only_64, rel=1e-5)
+    assert loss((32, 64), (3.0, 1.0)) == pytest.approx(0.75 * only_32 + 0.25 * only_64, rel=1e-5)
+    assert loss((32, 64)) == pytest.approx(loss((32, 64), (1.0, 1.0)), rel=1e-6)
+    for bad in ((1.0,), (0.0, 0.0)):
+        with pytest.raises(ValueError, match="one weight per canvas"):
+            DistillConfig(teacher="x", canvases=(32, 64), canvas_weights=bad)
+    with pytest.raises(ValueError, match="canvas_weights must be"):
+        DistillConfig(teacher="x", canvases=(32, 64), canvas_weights=(1.0, -1.0))
+
+
 def _distil_from(teacher, data, out, **knobs) -> tuple[DistillConfig, list[dict]]:
     """A tiny student distilled from ``teacher`` whose towers start as its copies (4 epochs at 32 and 64 px): its
     config and its per-epoch records."""

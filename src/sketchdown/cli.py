@@ -275,8 +275,9 @@ def add_distill(sub: argparse._SubParsersAction) -> None:
     _add_run_command(sub, "distill", DistillConfig, ".train.distill:distill",
                      "SketchyNetV1: distil a teacher into an efficient student over several canvases",
                      "Cross-modal relational distillation: lambda * triplet + (1 - lambda) * Huber on sketch-photo "
-                     "and photo-photo distances (teacher vs student), averaged over the sketch canvases. Needs "
-                     "--teacher RUN_DIR. Every student layer trains on fresh augmentations by default; "
+                     "and photo-photo distances (teacher vs student), averaged over the sketch canvases "
+                     "(--canvas-weights weighs them). Needs --teacher RUN_DIR. Every student layer trains on fresh "
+                     "augmentations by default; "
                      "--branches shared --freeze-blocks K --cache-views V trains only the last blocks on cached "
                      "views.")
 

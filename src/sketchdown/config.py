@@ -46,6 +46,7 @@ RANGES: dict[str, tuple[float | None, float | str | None, bool]] = {
     "ema_decay": (0, 1, False), "entropy": (0, None, False), "hidden": (1, None, False),
     "channels": (1, None, False), "rdp_epsilon": (0, None, False), "max_points": (2, None, False),
     "direct": (0, None, False), "folds": (0, None, False), "fold": (0, None, False),
+    "canvas_weights": (0, None, False),
 }
 
 

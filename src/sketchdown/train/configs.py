@@ -113,6 +113,10 @@ class DistillConfig(TrainConfig):
     """A triplet run's fields (the student's) plus the teacher and the distillation knobs."""
 
     canvases: tuple[int, ...] = field(default=CANVASES, metadata={"help": "sketch canvases per step (loss averaged)"})
+    canvas_weights: tuple[float, ...] = field(default=(), metadata={"help": "a weight per --canvases entry, in its "
+                                                                            "order, for the average of the triplet "
+                                                                            "and L_RKD terms over the canvases "
+                                                                            "(default: equal)"})
     teacher: str | None = field(default=None, metadata={"help": "teacher run folder or checkpoint (required)"})
     lam: float = field(default=0.5, metadata={"help": "lambda: weight of the triplet loss; 1 - lambda on L_RKD"})
     beta: float = field(default=0.1, metadata={"help": "Huber threshold of L_RKD"})
@@ -147,6 +151,9 @@ class DistillConfig(TrainConfig):
             raise ValueError(f"relation must be one of {RELATIONS}")
         if not 0.0 <= self.lam <= 1.0:
             raise ValueError("lam must be in [0, 1]")
+        if self.canvas_weights and (len(self.canvas_weights) != len(self.canvases) or not sum(self.canvas_weights)):
+            raise ValueError(f"canvas_weights needs one weight per canvas ({len(self.canvases)}: "
+                             f"{list(self.canvases)}), not all zero; got {list(self.canvas_weights)}")
         if self.unlabelled and self.photo_tower != "own":
             raise ValueError("unlabelled photos need photo_tower=own: they teach the student's photo tower, and the "
                              "teacher's is frozen")

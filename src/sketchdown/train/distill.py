@@ -188,6 +188,12 @@ def distill_step(cfg: DistillConfig, from_block: int, teacher: Model, teacher_ca
     the sketch at ``teacher_canvas`` (one of the batch's canvases). With the teacher's own photo tower in the
     student, its photo embeddings are the teacher's and are computed once."""
     shared_space = cfg.photo_tower == "teacher"
+    weights = torch.tensor(cfg.canvas_weights or [1.0] * len(cfg.canvases))
+    weights = weights / weights.sum()
+
+    def over_canvases(terms: list[torch.Tensor]) -> torch.Tensor:
+        """The per-canvas terms' weighted mean (``canvas_weights``; equal by default)."""
+        return (torch.stack(terms) * weights.to(terms[0])).sum()
 
     def teacher_of(batch: dict, pos: torch.Tensor, neg: torch.Tensor) -> dict:
         if "teacher" in batch:
@@ -218,10 +224,10 @@ def distill_step(cfg: DistillConfig, from_block: int, teacher: Model, teacher_ca
                 rkd_terms.append(rkd_triplet_loss(sk, pos, neg, t["sketch"], t["positive"], t["negative"], cfg.beta))
             else:
                 rkd_terms.append(rkd_batch_loss(sk, pool[0], t["sketch"], t_photos, cfg.beta))
-        tri, rkd = torch.stack(tri_terms).mean(), torch.stack(rkd_terms).mean()
+        tri, rkd = over_canvases(tri_terms), over_canvases(rkd_terms)
         logs = {"triplet": tri.item(), "rkd": rkd.item()}
         if direct_terms:
-            direct = torch.stack(direct_terms).mean()
+            direct = over_canvases(direct_terms)
             rkd = rkd + cfg.direct * direct
             logs["direct"] = direct.item()
         loss = cfg.lam * tri + (1 - cfg.lam) * rkd
