@@ -21,7 +21,8 @@ Per set and its SketchyNetV1 student:
 SketchyNetV2 is the selector best on validation. Writes results/selector-<set>.json, results/selector-curve.png,
 the selector runs (runs/selector/<set>/<kind>/best.pt, for ``sketchdown export --selector``), the rows
 sketchynet-v2, sketchynet-v2-<kind>, selector-oracle and selector-random of results/<set>.json, and the README
-block ``selector``. Speed is measured by ``sketchdown bench`` (end to end over 5,000 photos).
+block ``selector`` (with ``--candidate TAG``, a student that does not ship: results/candidates/selector-<set>-TAG.json
+and runs/selector-TAG only). Speed is measured by ``sketchdown bench`` (end to end over 5,000 photos).
 
     python benchmarks/selector.py --sets chairs-v1 shoes-v1 --students S_CHAIRS S_SHOES \\
         --crossfit "runs/chairs-v1/v1b-fold-s*" "runs/shoes-v1/v1b-fold2-s*"
@@ -73,7 +74,11 @@ def get_args_parser() -> argparse.ArgumentParser:
     p.add_argument("--limit", type=int, default=None, help="only the first N sketches of each split (smoke runs)")
     p.add_argument("--data", default=None, help="data root (default ../shared/data)")
     p.add_argument("--banks", type=Path, default=Path("runs/banks"), help="cache of the students' banks")
-    p.add_argument("--runs", type=Path, default=Path("runs/selector"), help="where the chosen selectors are saved")
+    p.add_argument("--runs", type=Path, default=None, help="where the chosen selectors are saved (default "
+                   "runs/selector, or runs/selector-TAG for a --candidate)")
+    p.add_argument("--candidate", metavar="TAG", default=None, help="a selector over a student that does not ship: "
+                   "write results/candidates/selector-<set>-TAG.json only, leaving the shipped selector's results, "
+                   "rows, curve and README block as they are")
     p.add_argument("--results", type=Path, default=Path("results"))
     p.add_argument("--readme", type=Path, default=Path("README.md"))
     return p
@@ -237,6 +242,8 @@ def plot(results: list[dict], path: Path) -> None:
 
 
 def main(args: argparse.Namespace) -> None:
+    if args.runs is None:
+        args.runs = Path("runs/selector" + (f"-{args.candidate}" if args.candidate else ""))
     students = per_set(args.students, args.sets, "student")
     patterns = per_set(args.crossfit, args.sets, "cross-fitting glob")
     for spec, student, pattern in zip(args.sets, students, patterns):
@@ -245,9 +252,12 @@ def main(args: argparse.Namespace) -> None:
             write_json(res, args.results / f"rewards-{spec}.json")
             print(rewards_table(res))
             continue
+        if args.candidate:
+            write_json(res, args.results / "candidates" / f"selector-{spec}-{args.candidate}.json")
+            continue
         write_json(res, args.results / f"selector-{spec}.json")
         update_rows(args.results / f"{spec}.json", rows(res), dataset=spec)
-    if args.rewards_only:
+    if args.rewards_only or args.candidate:
         return
     plot(selector_results(args.results), args.results / "selector-curve.png")
     render(args.results, args.readme)  # the selector block, and the dataset tables that carry its rows

@@ -10,6 +10,7 @@ import torch
 from sketchdown.eval.results import markdown, seed_count, update_rows
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+import selector  # noqa: E402
 from selector import margin_auc, statistics_of  # noqa: E402
 from tables import render, rewards_table, selector_table  # noqa: E402
 
@@ -96,3 +97,20 @@ def test_the_selector_targets_line_reports_the_blind_mixture_beside_the_fixed_ca
     line = next(x for x in selector_table([res]).splitlines() if x.startswith("Targets ("))
     assert "+28.18 (target +3) and head-room captured 2% (target 50%): NOT met" in line
     assert "at that cost: +0.44)" in line
+
+
+def test_a_candidate_selector_run_writes_only_its_candidate_file(tmp_path, data, monkeypatch, one_thread):
+    results, readme = tmp_path / "results", tmp_path / "README.md"
+    results.mkdir()
+    readme.write_text("<!-- selector:start -->\nshipped\n<!-- selector:end -->\n")
+    monkeypatch.chdir(tmp_path)  # the default --runs is relative: runs/selector-TAG
+    args = selector.get_args_parser().parse_args([
+        "--sets", "chairs-v1", "--students", "mobilenet_v2", "--crossfit", "val", "--kinds", "cascade", "--lambdas",
+        "0.3", "--seeds", "0", "--epochs", "1", "--limit", "3", "--data", str(data), "--banks", str(tmp_path / "banks"),
+        "--results", str(results), "--readme", str(readme), "--candidate", "try"])
+    selector.main(args)
+    assert sorted(p.relative_to(results).as_posix() for p in results.rglob("*")) == \
+        ["candidates", "candidates/selector-chairs-v1-try.json"]
+    assert readme.read_text().count("shipped") == 1  # the shipped block is untouched
+    res = json.loads((results / "candidates" / "selector-chairs-v1-try.json").read_text())
+    assert res["best"] == "cascade" and (tmp_path / "runs/selector-try/chairs-v1/cascade/best.pt").is_file()
