@@ -51,6 +51,22 @@ def test_evaluate_writes_json(tmp_path, data):
     assert m["queries"] == 8 and m["gallery"] == 8 and 0 <= m["acc1"] <= m["acc5"] <= m["acc10"] == 100.0
 
 
+def test_evaluate_on_the_validation_split_training_held_out(tmp_path, data):
+    from sketchdown.train.configs import TrainConfig
+    from sketchdown.train.triplet import build_sets
+
+    out = tmp_path / "m.json"
+    r = sketchdown("evaluate", "--model", "sketchynet-v1-chairs", "--set", "chairs-v1", "--split", "val", "--canvas",
+                   "64", "--photo-size", "64", "--precision", "fp32", "--data", str(data), "--out", str(out))
+    assert r.returncode == 0, r.stderr
+    m = json.loads(out.read_text())[0]
+    val = build_sets(TrainConfig(train_sets=("chairs-v1",), data=str(data)))[1]  # what every run validates on
+    assert (m["queries"], m["gallery"]) == (len(val.sketches), len(val.photos)) == (30, 30)
+    assert m["raster_method"] == "trace"  # the artifact's own, not the default
+    both = sketchdown("evaluate", "--set", "chairs-v1", "shoes-v1", "--split", "test")
+    assert both.returncode == 2 and "several only with --split val" in both.stderr
+
+
 def test_bad_input_is_one_line_and_exit_2(tmp_path):
     (tmp_path / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\nnot really")
     (tmp_path / "empty.json").write_text("[]")

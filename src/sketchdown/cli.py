@@ -134,20 +134,28 @@ def add_flops(sub: argparse._SubParsersAction) -> None:
 
 
 def add_evaluate(sub: argparse._SubParsersAction) -> None:
+    from .train.configs import TrainConfig
+
     p = sub.add_parser("evaluate", help="acc@1/5/10 and ranks of a model on a retrieval set",
                        description="Encode the set's sketches (at each canvas) and its unique photos, rank by "
                                    "cosine similarity, report acc@K and the true photo's mean/median rank.")
-    p.add_argument("--set", default="shoes-v1", help="shoes-v1, chairs-v1, shoes-v1-extra, sketchy, a pairs.csv, "
-                                                     "or a SketchX V2 folder")
-    p.add_argument("--split", default="test", help="split to evaluate (default test)")
+    p.add_argument("--set", nargs="+", default=["shoes-v1"], help="shoes-v1, chairs-v1, shoes-v1-extra, sketchy, a "
+                   "pairs.csv, or a SketchX V2 folder; several only with --split val (the sets a run trained on)")
+    p.add_argument("--split", default="test", help="split to evaluate (default test); `val`: the validation photos "
+                   "and sketches that training holds out of the train split of --set (the same fixed split every "
+                   "run uses), ranked among the validation photos as in training")
+    p.add_argument("--val-fraction", type=float, default=TrainConfig.val_fraction,
+                   help="with --split val: the share of train photos held out (the runs' default)")
     p.add_argument("--data", default=None, help="data root for named sets (default ../shared/data)")
     src = p.add_mutually_exclusive_group()
-    src.add_argument("--checkpoint", help="a sketchdown checkpoint (model rebuilt from its stored config)")
+    src.add_argument("--checkpoint", "--model", dest="checkpoint", help="a shipped model name, an artifact folder, a "
+                     "run folder or a checkpoint (model rebuilt from what it stores)")
     src.add_argument("--backbone", default="mobilenet_v2", help="zero-shot: pretrained backbone, no training")
     p.add_argument("--canvas", type=CANVAS, nargs="+", default=[256], help="sketch canvas sizes (default 256)")
     p.add_argument("--photo-size", type=CANVAS, default=256)
-    p.add_argument("--raster-method", default=DEFAULT_RASTER_METHOD, choices=RASTER_METHODS,
-                   help="how raster sketches are shrunk to the canvas")
+    p.add_argument("--raster-method", default=None, choices=RASTER_METHODS,
+                   help="how raster sketches are shrunk to the canvas (default: the model's own, else "
+                        f"{DEFAULT_RASTER_METHOD})")
     p.add_argument("--batch-size", type=BATCH, default=64)
     add_precision_args(p)
     p.add_argument("--out", type=OUT_FILE, help="write the metrics as JSON here")
@@ -156,17 +164,26 @@ def add_evaluate(sub: argparse._SubParsersAction) -> None:
         from .data.datasets import load_set
         from .eval.evaluate import evaluate_canvases
         from .files import write_json
-        from .models.embed import create_model, load_model
+        from .models.artifact import load_model, stored_settings
+        from .models.embed import create_model
         from .models.precision import resolve
+        from .train.triplet import split_pool
 
-        rset = load_set(a.set, a.split, a.data)
+        if a.split == "val":
+            rset = split_pool(TrainConfig(train_sets=tuple(a.set), val_fraction=a.val_fraction, data=a.data))[1]
+        elif len(a.set) > 1:
+            raise SketchdownError(f"one --set for the {a.split} split (several only with --split val)")
+        else:
+            rset = load_set(a.set[0], a.split, a.data)
         model = load_model(a.checkpoint) if a.checkpoint else create_model(a.backbone)
+        method = a.raster_method or (a.checkpoint and stored_settings(a.checkpoint).get("raster_method")) \
+            or DEFAULT_RASTER_METHOD
         precision = resolve(a.precision, a.memory_format, model.config.backbone, "batch")
-        results = evaluate_canvases(model, rset, a.canvas, a.photo_size, a.batch_size, a.raster_method,
-                                    precision, progress=True)
+        results = evaluate_canvases(model, rset, a.canvas, a.photo_size, a.batch_size, method, precision,
+                                    progress=True)
         for c, m in zip(a.canvas, results):
             m.update(model=a.checkpoint or f"{a.backbone} (zero-shot, weights: {model.weights_source})",
-                     precision=precision.name)
+                     precision=precision.name, raster_method=method)
             print(f"{rset.name:<20} canvas {c:>4}  acc@1 {m['acc1']:6.2f}  acc@5 {m['acc5']:6.2f}  "
                   f"acc@10 {m['acc10']:6.2f}  mean rank {m['mean_rank']:6.2f}  median {m['median_rank']:.0f}  "
                   f"({m['queries']} sketches, {m['gallery']} photos)")

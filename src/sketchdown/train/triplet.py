@@ -29,10 +29,16 @@ def train_pool(cfg: TrainConfig) -> RetrievalSet:
     return train
 
 
+def split_pool(cfg: TrainConfig) -> tuple[RetrievalSet, RetrievalSet]:
+    """(train, validation) of the pool, held out by photo with a fixed seed: comparable across seeds and runs, and
+    reproducible for any model afterwards (``sketchdown evaluate --split val``)."""
+    return train_pool(cfg).split_by_photo(cfg.val_fraction, seed=0)
+
+
 def build_sets(cfg: TrainConfig) -> tuple[RetrievalSet, RetrievalSet, RetrievalSet | None]:
     """(train, validation, test). Validation is held out of train by photo (and with ``folds``, one fold more);
     test is only read at the end."""
-    train, val = train_pool(cfg).split_by_photo(cfg.val_fraction, seed=0)  # fixed split: comparable across seeds
+    train, val = split_pool(cfg)
     if cfg.folds:  # cross-fitting: the left-out fold's sketches are scored by this run, so it never sees them
         train = train.fold_split(cfg.fold, cfg.folds)[0]
     if cfg.limit:
