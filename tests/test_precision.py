@@ -13,7 +13,7 @@ from sketchdown.data.transforms import photo_to_tensor
 from sketchdown.eval.flops import measure_latency
 from sketchdown.models import precision as precision_module
 from sketchdown.models.embed import create_model
-from sketchdown.models.precision import Precision, fallback, resolve
+from sketchdown.models.precision import Precision, evaluation, fallback, resolve
 from sketchdown.models.registry import create_backbone
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -42,6 +42,22 @@ def test_auto_reads_the_measured_table(tmp_path, monkeypatch):
         assert resolve(backbone="unmeasured", use="train") == fallback("train") == Precision("bf16", True)
         monkeypatch.setattr(precision_module, "native_bf16", lambda: False)  # a CPU without native bf16
         assert resolve(backbone="vgg16", use="train") == Precision("fp32", True)
+    finally:
+        precision_module._table.cache_clear()
+
+
+def test_runs_are_measured_in_the_dtype_they_trained_in(tmp_path, monkeypatch):
+    table = tmp_path / "precision_table.json"  # as measured for mobilenet_v2: fp32 steps, bf16 batches
+    table.write_text(json.dumps({"auto": {"mobilenet_v2": {"train": {"precision": "fp32", "channels_last": True},
+                                                           "batch": {"precision": "bf16", "channels_last": True}}}}))
+    monkeypatch.setattr(precision_module, "TABLE", table)
+    monkeypatch.setattr(precision_module, "native_bf16", lambda: True)
+    precision_module._table.cache_clear()
+    try:
+        assert resolve(backbone="mobilenet_v2", use="batch") == Precision("bf16", True)  # fast for a catalogue
+        assert evaluation(backbone="mobilenet_v2") == Precision("fp32", True)  # but it trained in fp32
+        assert evaluation("bf16", backbone="mobilenet_v2") == Precision("bf16", True)  # a bf16 run: in bf16
+        assert evaluation("auto", "contiguous", "mobilenet_v2") == Precision("fp32", False)
     finally:
         precision_module._table.cache_clear()
 

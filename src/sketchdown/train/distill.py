@@ -37,7 +37,7 @@ from ..eval.evaluate import evaluate_canvases
 from ..files import checkpoint_path
 from ..models import artifact
 from ..models.embed import EmbeddingNet, EnsembleNet, Model, ModelConfig, TwinNet, load_model, read_checkpoint
-from ..models.precision import Precision, resolve
+from ..models.precision import Precision, evaluation, resolve
 from .cache import CachedTriplets, TrunkViews, trunk_views, validate_cached
 from .configs import DistillConfig
 from . import distributed
@@ -278,7 +278,7 @@ def distill(cfg: DistillConfig, out: str | Path, resume: bool = False, progress:
     student = student_from_teacher(cfg, teacher) if from_teacher else cfg.build_model()
     train_set, val_set, test_set = build_sets(cfg)
     if not cfg.cache_views:
-        precision = resolve(cfg.precision, cfg.memory_format, cfg.backbone, "batch")
+        precision = evaluation(cfg.precision, cfg.memory_format, cfg.backbone)
         resolve(cfg.precision, cfg.memory_format, t_cfg.get("backbone", ""), "train").prepare(teacher)
         ds = TripletDataset(train_set, cfg.canvases, cfg.photo_size, augment=cfg.augment, seed=cfg.seed,
                             raster_method=cfg.raster_method)

@@ -14,7 +14,7 @@ from ..errors import InputError
 from ..eval.evaluate import evaluate
 from ..files import checkpoint_path
 from ..models.embed import load_model, read_checkpoint, save_ensemble
-from ..models.precision import resolve
+from ..models.precision import evaluation
 from .configs import EnsembleConfig
 from .loop import Run, test_best
 from .triplet import TrainConfig, build_sets
@@ -36,7 +36,7 @@ def build_ensemble(cfg: EnsembleConfig, out: str | Path, resume: bool = False, p
     save_ensemble(run.path / "best.pt", paths, config=summary)
     _, val_set, test_set = build_sets(first)
     model = load_model(run.path / "best.pt")
-    precision = resolve(cfg.precision, cfg.memory_format, first.backbone, "batch")
+    precision = evaluation(cfg.precision, cfg.memory_format, first.backbone)
     val = evaluate(model, val_set, first.eval_canvas, first.photo_size, raster_method=first.raster_method,
                    precision=precision, progress=progress)
     record = {"epoch": 0, **{f"val_{k}": v for k, v in val.items() if isinstance(v, (int, float))}}

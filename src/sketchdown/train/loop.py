@@ -33,7 +33,7 @@ from ..errors import SketchdownError
 from ..eval.evaluate import evaluate_canvases
 from ..files import make_folder, write_json
 from ..models.embed import Model, read_checkpoint, save_checkpoint
-from ..models.precision import resolve
+from ..models.precision import evaluation, resolve
 from . import distributed
 
 StepFn = Callable[[Model, dict], tuple[torch.Tensor, dict[str, float]]]
@@ -181,7 +181,7 @@ def test_best(run: Run, test_set: RetrievalSet, canvases: tuple[int, ...], confi
     from ..models.embed import load_model
 
     model = load_model(run.path / "best.pt")
-    precision = resolve(config.precision, config.memory_format, config.backbone, "batch")
+    precision = evaluation(config.precision, config.memory_format, config.backbone)
     results = evaluate_canvases(model, test_set, canvases, config.photo_size, raster_method=config.raster_method,
                                 precision=precision)
     write_json(results, run.path / "test.json")

@@ -14,7 +14,7 @@ from ..errors import SketchdownError
 from ..eval.evaluate import evaluate
 from ..losses import triplet_loss
 from ..models.embed import EmbeddingNet, Model
-from ..models.precision import resolve
+from ..models.precision import evaluation
 from .cache import CachedTriplets, trunk_views, validate_cached
 from .configs import TrainConfig
 from . import distributed
@@ -98,7 +98,7 @@ def training_data(cfg, model: EmbeddingNet, train_set: RetrievalSet, val_set: Re
     ds = TripletDataset(train_set, cfg.canvases, cfg.photo_size, augment=cfg.augment, seed=cfg.seed,
                         raster_method=cfg.raster_method)
     if not cfg.cache_views:
-        precision = resolve(cfg.precision, cfg.memory_format, cfg.backbone, "batch")
+        precision = evaluation(cfg.precision, cfg.memory_format, cfg.backbone)
         return ds, lambda m: evaluate(m, val_set, cfg.eval_canvas, cfg.photo_size, raster_method=cfg.raster_method,
                                       precision=precision, progress=False), 0
     k = cfg.freeze_blocks
