@@ -166,7 +166,7 @@ def add_evaluate(sub: argparse._SubParsersAction) -> None:
         from .files import write_json
         from .models.artifact import load_model, stored_settings
         from .models.embed import create_model
-        from .models.precision import resolve
+        from .models.precision import evaluation
         from .train.triplet import split_pool
 
         if a.split == "val":
@@ -178,7 +178,7 @@ def add_evaluate(sub: argparse._SubParsersAction) -> None:
         model = load_model(a.checkpoint) if a.checkpoint else create_model(a.backbone)
         method = a.raster_method or (a.checkpoint and stored_settings(a.checkpoint).get("raster_method")) \
             or DEFAULT_RASTER_METHOD
-        precision = resolve(a.precision, a.memory_format, model.config.backbone, "batch")
+        precision = evaluation(a.precision, a.memory_format, model.config.backbone)  # as a run measures itself
         results = evaluate_canvases(model, rset, a.canvas, a.photo_size, a.batch_size, method, precision,
                                     progress=True)
         for c, m in zip(a.canvas, results):
