@@ -65,6 +65,9 @@ def test_evaluate_on_the_validation_split_training_held_out(tmp_path, data):
     assert m["raster_method"] == "trace"  # the artifact's own, not the default
     both = sketchdown("evaluate", "--set", "chairs-v1", "shoes-v1", "--split", "test")
     assert both.returncode == 2 and "several only with --split val" in both.stderr
+    bad = sketchdown("evaluate", "--set", "chairs-v1", "--split", "val", "--val-fraction", "2")
+    assert bad.returncode == 2 and "val_fraction must be above 0 and at most 1" in bad.stderr
+    assert "Traceback" not in bad.stderr
 
 
 def test_bad_input_is_one_line_and_exit_2(tmp_path):

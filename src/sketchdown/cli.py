@@ -164,20 +164,22 @@ def add_evaluate(sub: argparse._SubParsersAction) -> None:
         from .data.datasets import load_set
         from .eval.evaluate import evaluate_canvases
         from .files import write_json
-        from .models.artifact import load_model, stored_settings
-        from .models.embed import create_model
         from .models.precision import evaluation
-        from .train.triplet import split_pool
+        from .retrieval.encoder import load
+        from .train.triplet import hold_out, train_pool
 
         if a.split == "val":
-            rset = split_pool(TrainConfig(train_sets=tuple(a.set), val_fraction=a.val_fraction, data=a.data))[1]
+            try:  # the config checks the fraction
+                cfg = TrainConfig(train_sets=tuple(a.set), val_fraction=a.val_fraction, data=a.data)
+            except ValueError as err:
+                raise SketchdownError(f"--val-fraction: {err}") from None
+            rset = hold_out(train_pool(cfg), cfg.val_fraction)[1]
         elif len(a.set) > 1:
             raise SketchdownError(f"one --set for the {a.split} split (several only with --split val)")
         else:
             rset = load_set(a.set[0], a.split, a.data)
-        model = load_model(a.checkpoint) if a.checkpoint else create_model(a.backbone)
-        method = a.raster_method or (a.checkpoint and stored_settings(a.checkpoint).get("raster_method")) \
-            or DEFAULT_RASTER_METHOD
+        retriever = load(a.checkpoint or a.backbone, selector=False, raster_method=a.raster_method)  # its settings
+        model, method = retriever.model, retriever.raster_method
         precision = evaluation(a.precision, a.memory_format, model.config.backbone)  # as a run measures itself
         results = evaluate_canvases(model, rset, a.canvas, a.photo_size, a.batch_size, method, precision,
                                     progress=True)

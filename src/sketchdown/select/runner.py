@@ -2,7 +2,7 @@
 logistic heads for the cascade), selection on validation, test once.
 
 The selector never sees the test split while training: train and validation are the student's own split of the train
-set (``split_by_photo(val_fraction, seed=0)`` with the student's own fraction, as ``train.triplet.build_sets`` holds
+set (``train.triplet.hold_out`` with the student's own fraction, as ``train.triplet.build_sets`` holds
 it out). A student ranks its own training sketches first at nearly every canvas, so their rewards say little about
 which canvas a new sketch needs; with ``crossfit`` the train bank comes from cross-fitting runs instead, each fold's
 sketches scored by the run that did not train on them (a run whose teacher did is warned about: ``teacher_leak``).
@@ -27,7 +27,7 @@ from ..models.embed import Model, read_checkpoint
 from ..train import distributed
 from ..train.loop import start_run
 from ..train.configs import DistillConfig, TrainConfig
-from ..train.triplet import held_out_fold, train_pool
+from ..train.triplet import held_out_fold, hold_out, train_pool
 from .bank import Bank, cached_bank
 from .cascade import CascadeConfig, fit_cascade
 from .policy import Selector, create_policy, save_policy
@@ -64,7 +64,7 @@ def split_sets(cfg: SelectConfig) -> dict[str, RetrievalSet]:
     its training photos, which it pulled onto their own sketches, a new sketch's photo is outranked far more often
     than in any catalogue of new photos: README, "SketchyNetV2")."""
     pool, val_fraction = student_pool(cfg)
-    train, val = pool.split_by_photo(val_fraction, seed=0)
+    train, val = hold_out(pool, val_fraction)
     if cfg.val_rewards:
         fit, choose = val.split_by_photo(0.5, seed=1)
         train, val = fit.among(val, f"{val.name}:fit"), choose.among(val, f"{val.name}:choose")

@@ -29,16 +29,16 @@ def train_pool(cfg: TrainConfig) -> RetrievalSet:
     return train
 
 
-def split_pool(cfg: TrainConfig) -> tuple[RetrievalSet, RetrievalSet]:
-    """(train, validation) of the pool, held out by photo with a fixed seed: comparable across seeds and runs, and
-    reproducible for any model afterwards (``sketchdown evaluate --split val``)."""
-    return train_pool(cfg).split_by_photo(cfg.val_fraction, seed=0)
+def hold_out(pool: RetrievalSet, val_fraction: float) -> tuple[RetrievalSet, RetrievalSet]:
+    """(train, validation) of a training pool, held out by photo with a fixed seed: comparable across seeds and
+    runs, and reproducible for any model afterwards (``sketchdown select``, ``sketchdown evaluate --split val``)."""
+    return pool.split_by_photo(val_fraction, seed=0)
 
 
 def build_sets(cfg: TrainConfig) -> tuple[RetrievalSet, RetrievalSet, RetrievalSet | None]:
     """(train, validation, test). Validation is held out of train by photo (and with ``folds``, one fold more);
     test is only read at the end."""
-    train, val = split_pool(cfg)
+    train, val = hold_out(train_pool(cfg), cfg.val_fraction)
     if cfg.folds:  # cross-fitting: the left-out fold's sketches are scored by this run, so it never sees them
         train = train.fold_split(cfg.fold, cfg.folds)[0]
     if cfg.limit:
@@ -58,7 +58,7 @@ def held_out_fold(cfg: TrainConfig) -> RetrievalSet:
     if not cfg.folds:
         raise SketchdownError("not a cross-fitting run: it was trained without --folds")
     pool = train_pool(cfg)
-    held = pool.split_by_photo(cfg.val_fraction, seed=0)[0].fold_split(cfg.fold, cfg.folds)[1]
+    held = hold_out(pool, cfg.val_fraction)[0].fold_split(cfg.fold, cfg.folds)[1]
     return held.among(pool, f"{pool.name}:fold{cfg.fold}of{cfg.folds}")
 
 
