@@ -1,7 +1,7 @@
 """Retrieval latency at catalogue scale: ``sketchdown bench`` as a script (see sketchdown/retrieval/bench.py).
 
-Writes results/latency.json and results/latency.md (the library), then refreshes the table between the ``latency``
-markers in README.md (this script).
+Writes results/latency.json and results/latency.md (the library; --out names others), then refreshes the table
+between the README.md markers named as the output file (``latency``, ``latency-shoes-v1``; this script).
 
     python benchmarks/latency.py --teacher runs/teacher --v1 runs/v1 --v2 runs/v2
     python benchmarks/latency.py --teacher xception --v1 mobilenet_v2 --queries 20 --warmup 2   # zero-shot smoke
@@ -31,7 +31,8 @@ def get_args_parser() -> argparse.ArgumentParser:
 def main(args: argparse.Namespace) -> None:
     try:
         run(args)
-        replace_block(args.readme, "latency", args.out.with_suffix(".md").read_text().strip())
+        # the block named as the output: "latency" (Chair-V1, the default file), "latency-shoes-v1", ...
+        replace_block(args.readme, args.out.stem, args.out.with_suffix(".md").read_text().strip())
     except SketchdownError as err:
         sys.exit(f"latency.py: error: {err}")
 

@@ -2,10 +2,11 @@
 network alone at each canvas, the whole query, on torch and on onnxruntime.
 
 For a shipped SketchyNetV2 (student + selector) and its SketchyNetV1 name (the student at 256): the median over
---sketches test sketches of each step (the network: over that many calls on one random canvas), on the threads
-torch has. Prints a Markdown table; the README quotes it.
+--sketches test sketches of each step (a network alone: over --calls calls on one random canvas, the student's
+sketch tower and the --teacher's), on the threads torch has. Prints a Markdown table; the README quotes it.
 
-    python benchmarks/query_breakdown.py --set chairs-v1 --v2 sketchynet-v2-chairs --v1 sketchynet-v1-chairs
+    python benchmarks/query_breakdown.py --set chairs-v1 --v2 sketchynet-v2-chairs --v1 sketchynet-v1-chairs \
+        --teacher teacher-chairs
 """
 
 from __future__ import annotations
@@ -28,7 +29,11 @@ def get_args_parser() -> argparse.ArgumentParser:
     p.add_argument("--set", default="chairs-v1")
     p.add_argument("--v2", default="sketchynet-v2-chairs", help="a retriever with its selector")
     p.add_argument("--v1", default="sketchynet-v1-chairs", help="SketchyNetV1: a student at a fixed canvas")
+    p.add_argument("--teacher", default="teacher-chairs", help="a model whose sketch network is timed beside the "
+                                                                "student's (the same MobileNetV2 without per-canvas "
+                                                                "batch norms)")
     p.add_argument("--sketches", type=int, default=30)
+    p.add_argument("--calls", type=int, default=100, help="timed calls of a network alone")
     p.add_argument("--data", default=None)
     return p
 
@@ -45,21 +50,22 @@ def median_ms(fn: Callable, items: list) -> float:
 def main(args: argparse.Namespace) -> None:
     images = [read_sketch(p) for p in load_set(args.set, "test", args.data).sketches[: args.sketches]]
     strokes = [trace(s) for s in images]
-    v2, v1 = sketchdown.load(args.v2), sketchdown.load(args.v1)
-    engines = {"torch": (v2, v1), "onnx": (v2.with_engine("onnx"), v1.with_engine("onnx"))}
-    for pair in engines.values():  # warm up
-        for r in pair:
+    v2, v1, teacher = sketchdown.load(args.v2), sketchdown.load(args.v1), sketchdown.load(args.teacher)
+    engines = {"torch": (v2, v1, teacher), "onnx": tuple(r.with_engine("onnx") for r in (v2, v1, teacher))}
+    for models in engines.values():  # warm up
+        for r in models:
             for s in images[:5]:
                 r.query(s)
     rows = [("trace an image into strokes", median_ms(trace, images))]
     rows += [(f"draw the strokes at {c} px", median_ms(lambda s, c=c: to_canvas(s, c, "trace"), strokes))
              for c in (32, 64, 128, 256)]
-    for engine, (e2, e1) in engines.items():
-        for c in (32, 64, 128, 256):
-            x = np.random.default_rng(0).random((1, 3, c, c), dtype=np.float32)
-            e2.engine(x, "sketch")
-            rows.append((f"{engine}: sketch network alone at {c} px", median_ms(lambda _: e2.engine(x, "sketch"),
-                                                                                images)))
+    for engine, (e2, e1, et) in engines.items():
+        for name, model in (("student", e2), (args.teacher, et)):
+            for c in (32, 64, 128, 256):
+                x = np.random.default_rng(0).random((1, 3, c, c), dtype=np.float32)
+                model.engine(x, "sketch")
+                rows.append((f"{engine}: {name} sketch network alone at {c} px",
+                             median_ms(lambda _: model.engine(x, "sketch"), range(args.calls))))
         rows += [(f"{engine}: {args.v2} query from the image", median_ms(e2.query, images)),
                  (f"{engine}: {args.v2} query from strokes", median_ms(e2.query, strokes)),
                  (f"{engine}: {args.v1} query from the image", median_ms(e1.query, images)),

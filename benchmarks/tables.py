@@ -111,18 +111,18 @@ def fuzz_table(summary: dict) -> str:
 
 
 def serve_load_table(r: dict) -> str:
-    """The load test of the search server (``benchmarks/serve_load.py``)."""
+    """The load test of the search server (``benchmarks/serve_load.py``), a row per engine."""
     m = r["meta"]
-    return "\n".join([
-        f"{r['clients']} concurrent clients x {r['requests'] // r['clients']} searches against `sketchdown serve` on "
-        f"127.0.0.1 ({m['model']}, {m['photos']} Shoe-V1 test photos, stroke JSON of the {m['sketches']} traced "
-        f"test sketches, k = {m['k']}; {m['cores']} cores):", "",
-        "| requests | errors | throughput | latency p50 / p95 / p99 (client) | search p50 / p95 (server) | clean "
-        "shutdown |", "|---:|---:|---:|---:|---:|---|",
-        f"| {r['requests']} | {r['errors']} | {r['throughput_rps']:.1f} searches/s | "
-        f"{r['latency_ms']['p50']:.0f} / {r['latency_ms']['p95']:.0f} / {r['latency_ms']['p99']:.0f} ms | "
-        f"{r['server_search_ms']['p50']:.1f} / {r['server_search_ms']['p95']:.1f} ms | "
-        f"{'yes' if r['clean_shutdown'] else 'NO'} |", "", f"`{m['command']}`"])
+    lines = [f"{m['clients']} concurrent clients x {m['requests'] // m['clients']} searches against `sketchdown serve` "
+             f"on 127.0.0.1 ({m['model']}, {m['photos']} Shoe-V1 test photos, stroke JSON of the {m['sketches']} "
+             f"traced test sketches, k = {m['k']}; {m['cores']} cores), one server per `--engine`:", "",
+             "| engine | requests | errors | throughput | latency p50 / p95 / p99 (client) | search p50 / p95 (server) "
+             "| clean shutdown |", "|---|---:|---:|---:|---:|---:|---|"]
+    lines += [f"| {row['engine']} | {m['requests']} | {row['errors']} | {row['throughput_rps']:.1f} searches/s | "
+              f"{row['latency_ms']['p50']:.0f} / {row['latency_ms']['p95']:.0f} / {row['latency_ms']['p99']:.0f} ms | "
+              f"{row['server_search_ms']['p50']:.1f} / {row['server_search_ms']['p95']:.1f} ms | "
+              f"{'yes' if row['clean_shutdown'] else 'NO'} |" for row in r["rows"]]
+    return "\n".join(lines + ["", f"`{m['command']}`"])
 
 
 def scale_table(r: dict) -> str:

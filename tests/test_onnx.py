@@ -46,6 +46,20 @@ def test_both_engines_rank_the_test_photos_alike(model, exported, data):
         assert [h.path for h in index.search(sketch)] == [h.path for h in onnx_index.search(sketch)]
 
 
+def test_a_photo_folder_is_indexed_on_torch_and_searched_on_the_engine_asked_for(data, tmp_path):
+    """What ``sketchdown serve`` does by default: batched photos on torch, batch-1 queries on onnxruntime."""
+    from sketchdown.retrieval.index import open_catalogue
+
+    folder = data / "qmul-v1" / "shoes" / "test"
+    for p in sorted((folder / "images").glob("*.jpg"))[:4]:
+        (tmp_path / p.name).write_bytes(p.read_bytes())
+    sketch = folder / "sketches" / f"{sorted(tmp_path.glob('*.jpg'))[0].stem}.png"
+    on_torch = open_catalogue(tmp_path, "mobilenet_v2", canvas=SIDE)
+    on_onnx = open_catalogue(tmp_path, "mobilenet_v2", canvas=SIDE, engine="onnx")
+    assert (on_torch.encoder.engine.name, on_onnx.encoder.engine.name) == ("torch", "onnx")
+    assert [h.path for h in on_torch.search(sketch)] == [h.path for h in on_onnx.search(sketch)]
+
+
 def test_onnxruntime_threads_sleep_between_runs(exported):
     """Spinning pool threads took the cores from the Python work between a query's network calls (34 vs 20 ms)."""
     options = OnnxEngine(exported).session.get_session_options()
@@ -98,6 +112,36 @@ def test_per_canvas_statistics_follow_the_canvas_in_onnx_too():
     retriever = Retriever(twin.eval(), 64, 64)
     rows = verify_onnx(retriever, export_onnx(retriever))  # raises beyond the tolerance
     assert {r["side"] for r in rows if r["branch"] == "sketch"} >= {32, 64, 128}  # every canvas with statistics
+
+
+def test_per_canvas_statistics_fold_into_the_convolutions_and_the_weights_are_stored_once(tmp_path):
+    """One graph per canvas, its statistics constants: onnxruntime's optimised graph has no batch norm left, and
+    the file is not one copy of the sketch tower per canvas."""
+    import onnx
+    import onnxruntime as ort
+
+    from sketchdown.models.embed import create_model
+    from sketchdown.retrieval.encoder import Retriever
+    from sketchdown.retrieval.onnx import session_options
+
+    def export(canvas_stats: tuple[int, ...]) -> bytes:
+        torch.manual_seed(0)
+        twin = create_model("mobilenet_v2", weights="none", branches="untied", canvas_stats=canvas_stats)
+        return export_onnx(Retriever(twin.eval(), 64, 64))
+
+    plain, per_canvas = export(()), export((32, 64, 128, 256))
+    assert len(per_canvas) < 1.1 * len(plain)
+    options = session_options(1)
+    options.optimized_model_filepath = str(tmp_path / "optimised.onnx")
+    ort.InferenceSession(per_canvas, options, providers=["CPUExecutionProvider"])
+
+    def ops(graph) -> list[str]:
+        return [op for n in graph.node for op in [n.op_type] + [o for a in n.attribute if a.HasField("g")
+                                                                 for o in ops(a.g)]]
+
+    optimised = ops(onnx.load(tmp_path / "optimised.onnx").graph)
+    assert optimised.count("If") == 1 + 3  # photo or sketch, then the sketch's four canvases
+    assert "BatchNormalization" not in optimised
 
 
 def test_learned_policies_move_to_onnxruntime_with_their_student(data, chair_pickle):

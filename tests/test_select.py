@@ -66,7 +66,9 @@ def test_policies_give_one_logit_per_canvas_and_count_their_cost(chair):
     assert seq.shape == (3, 17, 3) and lengths.tolist() == [5, 17, 9]
     assert vector(seq, lengths).shape == (3, 4)
     h = vector.config.hidden
-    assert vector.flops(feats[1]) == 2 * 17 * 3 * (3 * h + h * h) + 2 * h * 4  # GRU gates + head, 2 per MAC
+    for f in (*feats, torch.rand(1, 3), torch.rand(240, 3)):  # any length from the two counted once
+        n = len(f)
+        assert vector.flops(f) == 2 * n * 3 * (3 * h + h * h) + 2 * h * 4 == vector._counted(n)  # GRU + head
     assert 0.04e6 < vector.params < 0.06e6  # the paper's ~0.05M
 
 

@@ -49,6 +49,7 @@ def test_health_and_catalogues(client):
     assert client.get("/health").json() == {"status": "ok", "catalogues": 2}
     cats = client.get("/catalogues").json()
     assert [c["name"] for c in cats] == ["shoes", "chairs"] and cats[0]["photos"] == 8 and cats[0]["canvas"] == SIDE
+    assert cats[0]["engine"] == "torch"
     assert client.get("/").status_code == 200 and "sketchdown" in client.get("/").text
     assert client.get("/static/app.js").status_code == 200
     paths = client.get("/openapi.json").json()["paths"]

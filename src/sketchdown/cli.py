@@ -552,7 +552,7 @@ def add_search(sub: argparse._SubParsersAction) -> None:
                                    "model the index was built with): " + MODEL_HELP)
     p.add_argument("--canvas", type=CANVAS, help="sketch canvas (default: the index's)")
     p.add_argument("--selector", help="canvas selector to use (default: the index's, if it records one)")
-    p.add_argument("--engine", choices=("torch", "onnx"), default="torch", help="run the model on torch or onnxruntime")
+    add_engine(p, "torch")
     p.add_argument("--onnx", type=Path, help="exported model for --engine onnx (default: export in memory)")
     p.add_argument("--nprobe", type=whole(1), help="cells an ivfpq index scans per query (default: the index's)")
     p.add_argument("--key", help="which sketch of a SketchX pickle or .npz, with a single SKETCH file "
@@ -715,6 +715,13 @@ def add_select(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(run=run)
 
 
+def add_engine(p: argparse.ArgumentParser, default: str) -> None:
+    p.add_argument("--engine", choices=("torch", "onnx"), default=default,  # retrieval.encoder.ENGINES (no torch here)
+                   help="run the queries on torch or onnxruntime (the model exported in memory, a second or two; a "
+                        "batch-1 query is several times faster there: README, \"Search a photo catalogue\"; "
+                        f"default {default})")
+
+
 def add_serve(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("serve", help="the draw-and-search web page and JSON API over catalogues",
                        description="Serve the draw-and-search page at http://HOST:PORT/ and the JSON API (OpenAPI "
@@ -731,6 +738,7 @@ def add_serve(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--host", default="127.0.0.1", help="interface to bind (default 127.0.0.1: this machine only)")
     p.add_argument("--port", type=whole(0), default=8000, help="port (default 8000; 0 picks a free one)")
     p.add_argument("--max-body", type=whole(1), default=None, help="largest request body in bytes (default 2 MB)")
+    add_engine(p, "onnx")  # a server pays the export once and answers 2.6x the searches (benchmarks/serve_load.py)
 
     def run(a: argparse.Namespace) -> None:
         import signal
@@ -745,7 +753,7 @@ def add_serve(sub: argparse._SubParsersAction) -> None:
         names = a.name or [p.stem if p.is_file() else p.name for p in a.index]
         if len(set(names)) != len(names):
             raise SketchdownError(f"two catalogues would share a name ({', '.join(names)}); rename one")
-        catalogues = [Catalogue(name, open_catalogue(path, a.model, progress=True))
+        catalogues = [Catalogue(name, open_catalogue(path, a.model, engine=a.engine, progress=True))
                       for name, path in zip(names, a.index)]
         app = create_app(catalogues, a.max_body or MAX_BODY)
         # uvicorn shuts down gracefully on SIGINT/SIGTERM and then re-raises the signal: end with status 0 then

@@ -9,6 +9,7 @@ joins trained models of either kind.
 from __future__ import annotations
 
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Union
@@ -19,7 +20,7 @@ from torch import nn
 
 from ..errors import InputError, SketchdownError
 from ..files import write_atomic
-from .canvas_norm import add_canvas_stats, nearest_slot, traced_slot
+from .canvas_norm import add_canvas_stats, nearest_slot
 from .registry import Backbone, create_backbone
 
 
@@ -51,13 +52,15 @@ class EmbeddingNet(nn.Module):
         self.dim = config.embed_dim or c
         self._canvas_norms = add_canvas_stats(self.backbone, config.canvas_stats) if config.canvas_stats else []
 
+    pinned_slot: int | None = None  # the canvas statistics to use whatever the input's size (``pin_canvas``)
+
     def pool(self, fmap: torch.Tensor) -> torch.Tensor:
         return fmap.amax(dim=(2, 3)) if self.config.pool == "max" else fmap.mean(dim=(2, 3))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self._canvas_norms:  # normalise with the statistics of the canvas this input was drawn at
-            slot = traced_slot(self._canvas_norms[0].canvases, x) if torch.onnx.is_in_onnx_export() else \
-                nearest_slot(self.config.canvas_stats, max(x.shape[-2:]))
+            slot = nearest_slot(self.config.canvas_stats, max(x.shape[-2:])) if self.pinned_slot is None else \
+                self.pinned_slot
             for norm in self._canvas_norms:
                 norm.slot = slot
         # normalised in fp32: under bf16 autocast a bf16 norm leaves vectors up to 0.3% off unit length
@@ -170,6 +173,30 @@ def create_model(backbone: str = "mobilenet_v2", embed_dim: int | None = None, p
     sketch = EmbeddingNet(ModelConfig(backbone=sketch_backbone or backbone, embed_dim=embed_dim, pool=pool,
                                       weights=weights, canvas_stats=tuple(canvas_stats)))
     return TwinNet(sketch, photo)
+
+
+def canvas_stats(model: Model) -> tuple[int, ...]:
+    """The canvases a model's towers keep batch-norm statistics for (empty: none does); towers that keep them
+    must agree."""
+    found = {t.config.canvas_stats for t in model.towers.values() if t.config.canvas_stats}
+    if len(found) > 1:
+        raise SketchdownError(f"the towers keep batch-norm statistics for different canvases: {sorted(found)}")
+    return found.pop() if found else ()
+
+
+@contextmanager
+def pin_canvas(model: Model, slot: int) -> Iterator[None]:
+    """Inside the block every tower with per-canvas statistics uses those of ``canvas_stats(model)[slot]``,
+    whatever its input's size: the ONNX export traces one graph per canvas, whose batch norms are then constants
+    that fold into the convolutions."""
+    towers = [t for t in model.towers.values() if t.config.canvas_stats]
+    for t in towers:
+        t.pinned_slot = slot
+    try:
+        yield
+    finally:
+        for t in towers:
+            t.pinned_slot = None
 
 
 def _atomic_save(obj: dict, path: str | Path) -> None:

@@ -166,19 +166,22 @@ def synthetic(gallery: Index, n: int) -> np.ndarray:
 
 
 def targets(latency: list[dict], photos: int) -> list[dict]:
-    """The issue's targets, each with the measured value (None: not measured); ratios on the same engine."""
-    def median(model: str, engine: str) -> float | None:
-        return next((r["query"]["median_ms"] for r in latency if (r["model"], r["engine"]) == (model, engine)), None)
+    """The issue's targets, each with the measured value (None: not measured); ratios on the same engine. Each from
+    the image (a raster sketch file: a traced student traces it) and from strokes (what the drawing page sends)."""
+    def median(model: str, engine: str, key: str) -> float | None:
+        return next((r[key]["median_ms"] for r in latency if (r["model"], r["engine"]) == (model, engine)), None)
 
-    v2 = median("SketchyNetV2", "onnx")
-    rows = [{"target": f"SketchyNetV2 on onnxruntime, query over {photos:,} photos: median <= {TARGET_MS:g} ms",
-             "value": v2, "met": None if v2 is None else v2 <= TARGET_MS}]
-    for other, times in (("teacher", TARGET_SPEEDUP), ("SketchyNetV1", TARGET_V1_SPEEDUP)):
-        for engine in ("torch", "onnx"):
-            a, b = median(other, engine), median("SketchyNetV2", engine)
-            ratio = a / b if a and b else None
-            rows.append({"target": f">= {times:g}x faster than {other} ({engine}, same run)", "value": ratio,
-                         "met": None if ratio is None else ratio >= times})
+    rows = []
+    for key, start in (("query", "from the image"), ("query_strokes", "from strokes")):
+        v2 = median("SketchyNetV2", "onnx", key)
+        rows.append({"target": f"SketchyNetV2 on onnxruntime, query {start} over {photos:,} photos: median <= "
+                               f"{TARGET_MS:g} ms", "value": v2, "met": None if v2 is None else v2 <= TARGET_MS})
+        for other, times in (("teacher", TARGET_SPEEDUP), ("SketchyNetV1", TARGET_V1_SPEEDUP)):
+            for engine in ("torch", "onnx"):
+                a, b = median(other, engine, key), median("SketchyNetV2", engine, key)
+                ratio = a / b if a and b else None
+                rows.append({"target": f">= {times:g}x faster than {other} ({engine}, {start}, same run)",
+                             "value": ratio, "met": None if ratio is None else ratio >= times})
     return rows
 
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 import io
 import json
 import warnings
+from collections import Counter
 from pathlib import Path
 
 import numpy as np
@@ -22,6 +23,8 @@ import torch
 from ..errors import InputError, SketchdownError
 from ..files import write_atomic
 from ..models import artifact
+from ..models.canvas_norm import traced_slot
+from ..models.embed import canvas_stats, pin_canvas
 from ..select.policy import CanvasPolicy, VectorPolicy
 from .encoder import Retriever
 
@@ -43,15 +46,102 @@ class _Branch(torch.nn.Module):
         return getattr(self.model, f"encode_{self.branch}")(image)
 
 
-def _export_graph(module: torch.nn.Module) -> onnx.ModelProto:
+class _Slot(torch.nn.Module):
+    """The index of the canvas whose batch-norm statistics an image of this size uses (``nearest_slot``)."""
+
+    def __init__(self, canvases: tuple[int, ...]) -> None:
+        super().__init__()
+        self.register_buffer("canvases", torch.tensor(canvases))
+
+    def forward(self, image: torch.Tensor) -> torch.Tensor:
+        return traced_slot(self.canvases, image)
+
+
+def _export_graph(module: torch.nn.Module, output: str = "embedding") -> onnx.ModelProto:
     buf = io.BytesIO()
     with warnings.catch_warnings():  # torch 2.13 warns about the TorchScript exporter; the dynamo one needs onnxscript
         warnings.filterwarnings("ignore", category=DeprecationWarning)
         warnings.filterwarnings("ignore", message=".*legacy TorchScript-based ONNX export.*")
         torch.onnx.export(module.eval(), (torch.rand(2, 3, 64, 64),), buf, dynamo=False, opset_version=OPSET,
-                          input_names=["image"], output_names=["embedding"],
-                          dynamic_axes={"image": {0: "batch", 2: "height", 3: "width"}, "embedding": {0: "batch"}})
+                          input_names=["image"], output_names=[output],
+                          dynamic_axes={"image": {0: "batch", 2: "height", 3: "width"}, output: {0: "batch"}}
+                          if output == "embedding" else {"image": {0: "batch", 2: "height", 3: "width"}})
     return onnx.load_from_string(buf.getvalue())
+
+
+def _share_constants(bodies: list[onnx.GraphProto]) -> list[onnx.NodeProto]:
+    """Constants that several bodies hold alike (the sketch tower's convolution weights are the same in every
+    canvas's graph) moved out of them into one ``Constant`` node each of the enclosing graph, which they all read:
+    the file holds the weights once. (Nodes, not initializers: ``add_prefix_graph`` renames an outer initializer
+    but not its uses inside subgraphs.)"""
+    def key(t: onnx.TensorProto) -> bytes:
+        c = onnx.TensorProto()
+        c.CopyFrom(t)
+        c.name = ""
+        return c.SerializeToString()
+
+    keys = [[key(t) for t in body.initializer] for body in bodies]
+    holders = Counter(k for ks in keys for k in set(ks))
+    names: dict[bytes, str] = {}
+    nodes = []
+    for body, ks in zip(bodies, keys):
+        rename, keep = {}, []
+        for t, k in zip(body.initializer, ks):
+            if holders[k] < 2:
+                keep.append(t)
+                continue
+            if k not in names:
+                names[k] = f"shared/{len(names)}"
+                nodes.append(onnx.helper.make_node("Constant", [], [names[k]], value=t))
+            rename[t.name] = names[k]
+        del body.initializer[:]
+        body.initializer.extend(keep)
+        for node in body.node:
+            node.input[:] = [rename.get(x, x) for x in node.input]
+    return nodes
+
+
+def _sketch_graph(model: torch.nn.Module) -> onnx.ModelProto:
+    """The sketch branch. A tower with batch-norm statistics per canvas is one graph per canvas, each with its
+    statistics as constants (onnxruntime folds them into the convolutions), behind a chain of ``If`` on the slot
+    the input's size picks. One graph that gathered the statistics at run time left every batch norm as separate
+    arithmetic: MobileNetV2 at 128 px took 5.1 ms against 2.6 ms for the same network with plain batch norms."""
+    branch = model if model.shared else _Branch(model, "sketch")
+    canvases = canvas_stats(model)
+    if not canvases:
+        return _export_graph(branch)
+    graphs = []
+    for k in range(len(canvases)):
+        with pin_canvas(model, k):
+            graphs.append(_export_graph(branch))
+    bodies = [_branch_body(g, f"canvas{c}/") for g, c in zip(graphs, canvases)]
+    common = _share_constants(bodies)
+    slot = onnx.compose.add_prefix_graph(_export_graph(_Slot(canvases), output="slot").graph, "slot/",
+                                         rename_inputs=False)
+    which = slot.output[0].name
+    embedding = graphs[0].graph.output[0]
+
+    def dispatch(k: int) -> onnx.GraphProto:
+        """The graph body for slots k and above."""
+        if k == len(canvases) - 1:
+            return bodies[k]
+        out = onnx.helper.make_tensor_value_info(f"from{canvases[k]}/embedding", embedding.type.tensor_type.elem_type,
+                                                 None)
+        nodes = [onnx.helper.make_node("Constant", [], [f"from{canvases[k]}/k"],
+                                       value=onnx.helper.make_tensor("k", onnx.TensorProto.INT64, [], [k])),
+                 onnx.helper.make_node("Equal", [which, f"from{canvases[k]}/k"], [f"from{canvases[k]}/is"]),
+                 onnx.helper.make_node("If", [f"from{canvases[k]}/is"], [out.name], then_branch=bodies[k],
+                                       else_branch=dispatch(k + 1))]
+        return onnx.helper.make_graph(nodes, f"from{canvases[k]}/body", [], [out])
+
+    body = dispatch(0)
+    nodes = common + list(slot.node) + list(body.node)
+    nodes.append(onnx.helper.make_node("Identity", [body.output[0].name], [embedding.name]))
+    graph = onnx.helper.make_graph(nodes, "sketch", [graphs[0].graph.input[0]], [embedding],
+                                   list(slot.initializer))
+    proto = onnx.helper.make_model(graph, opset_imports=list(graphs[0].opset_import))
+    proto.ir_version = graphs[0].ir_version
+    return proto
 
 
 def _branch_body(proto: onnx.ModelProto, prefix: str) -> onnx.GraphProto:
@@ -71,9 +161,9 @@ def export_onnx(encoder: Retriever, path: str | Path | None = None) -> bytes:
     """
     model = encoder.model.eval()
     if model.shared:
-        proto = _export_graph(model)
+        proto = _sketch_graph(model)
     else:
-        sketch, photo = _export_graph(_Branch(model, "sketch")), _export_graph(_Branch(model, "photo"))
+        sketch, photo = _sketch_graph(model), _export_graph(_Branch(model, "photo"))
         image, embedding = sketch.graph.input[0], sketch.graph.output[0]
         flag = onnx.helper.make_tensor_value_info(PHOTO_INPUT, onnx.TensorProto.BOOL, [])
         node = onnx.helper.make_node("If", [PHOTO_INPUT], [embedding.name], then_branch=_branch_body(photo, "photo/"),

@@ -58,7 +58,7 @@ class Catalogue:
         return {"name": self.name, "photos": len(self.index), "model": enc.info.get("name") or enc.source,
                 "dataset": enc.info.get("dataset"),
                 "selector": None if selector is None else getattr(selector.config, "kind", type(selector).__name__),
-                "canvas": enc.canvas}
+                "canvas": enc.canvas, "engine": enc.engine.name}
 
 
 class Hit(BaseModel):
