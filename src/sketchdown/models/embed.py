@@ -180,7 +180,8 @@ def canvas_stats(model: Model) -> tuple[int, ...]:
     must agree."""
     found = {t.config.canvas_stats for t in model.towers.values() if t.config.canvas_stats}
     if len(found) > 1:
-        raise SketchdownError(f"the towers keep batch-norm statistics for different canvases: {sorted(found)}")
+        raise SketchdownError(f"the towers keep batch-norm statistics for different canvases ({sorted(found)}); "
+                              "one canvas set per model is supported (ensemble students trained at the same canvases)")
     return found.pop() if found else ()
 
 
