@@ -2,7 +2,9 @@
 SketchyNetV1 and its ablations, as listed in benchmarks/experiments.yaml.
 
 Every run is a plain ``sketchdown train|distill ... --out runs/<dataset>/<name>-s<seed>`` command (printed and
-stored in the row); finished runs are reused. Rows: test acc@1/5/10 (mean over seeds, std of acc@1), the
+stored in the row); finished runs are reused. What a row needs of a finished run (its test figures, config,
+command, training precision and wall time) is also written to results/runs/<dataset>/<name>-s<seed>.json, which is
+committed: rows are rebuilt from those records once runs/ is gone, and a recorded run is not trained again. Rows: test acc@1/5/10 (mean over seeds, std of acc@1), the
 backbone's params and GFLOPs in the paper's accounting at the canvas, and batch-1 CPU latency of the sketch branch.
 Writes results/<dataset>.json, then re-renders results/<dataset>.md and the README block ``results:<dataset>``
 (``tables.render``). Latency is measured after all training, in its own step, and flagged when the machine was busy.
@@ -29,6 +31,7 @@ import yaml
 
 from sketchdown.eval.flops import backbone_cost, measure_latency
 from sketchdown.eval.results import update_rows
+from sketchdown.files import write_json
 from sketchdown.models.embed import read_checkpoint
 from sketchdown.models.precision import resolve
 from sketchdown.models.registry import create_backbone
@@ -72,12 +75,33 @@ def per_dataset(value: str | dict, dataset: str) -> str:
     return value[dataset] if isinstance(value, dict) else value
 
 
+def record_path(args: argparse.Namespace, run_dir: Path) -> Path:
+    return args.results / "runs" / run_dir.parent.name / f"{run_dir.name}.json"
+
+
+def run_record(args: argparse.Namespace, run_dir: Path) -> dict | None:
+    """What a table row needs of a finished run: from its folder (and then written to ``record_path``) while the
+    folder is there, else from the committed record; None if it never finished."""
+    path = record_path(args, run_dir)
+    if not (run_dir / "test.json").is_file():
+        return json.loads(path.read_text()) if path.is_file() else None
+    ckpt = read_checkpoint(run_dir / "best.pt")
+    argv = shlex.split((run_dir / "command.txt").read_text())
+    wall = run_dir / "wall_seconds.txt"
+    record = {"run": str(run_dir), "test": json.loads((run_dir / "test.json").read_text()), "config": ckpt["config"],
+              "backbone_weights": ckpt.get("backbone_weights"), "command": shlex.join([Path(argv[0]).name, *argv[1:]]),
+              "precision": trained_precision(run_dir, ckpt["config"]),
+              "wall_seconds": float(wall.read_text()) if wall.is_file() else None}
+    write_json(record, path)
+    return record
+
+
 def train_missing(args: argparse.Namespace, spec: dict, names: list[str]) -> None:
     for name in names:
         exp = spec["experiments"][name]
         for seed in exp["seeds"]:
             run_dir = args.runs / args.dataset / f"{exp.get('folder', name)}-s{seed}"
-            if (run_dir / "test.json").is_file():
+            if (run_dir / "test.json").is_file() or record_path(args, run_dir).is_file():
                 continue
             cmd = run_command(args.dataset, spec, exp, seed, run_dir)
             resume = (run_dir / "last.pt").is_file()
@@ -94,17 +118,14 @@ def tabulate(args: argparse.Namespace, spec: dict, names: list[str]) -> list[dic
     rows, latency = [], {}
     for name in names:
         exp = spec["experiments"][name]
-        runs = [args.runs / args.dataset / f"{exp.get('folder', name)}-s{s}" for s in exp["seeds"]]
-        runs = [r for r in runs if (r / "test.json").is_file()]
+        runs = [run_record(args, args.runs / args.dataset / f"{exp.get('folder', name)}-s{s}") for s in exp["seeds"]]
+        runs = [r for r in runs if r is not None]
         if not runs:
             print(f"{name}: no finished run yet, skipped", flush=True)
             continue
-        tests = [{m["canvas"]: m for m in json.loads((r / "test.json").read_text())} for r in runs]
-        ckpt = read_checkpoint(runs[0] / "best.pt")
-        config = ckpt["config"]
+        tests = [{m["canvas"]: m for m in r["test"]} for r in runs]
+        config, command = runs[0]["config"], runs[0]["command"]
         backbone = config["backbone"]
-        argv = shlex.split((runs[0] / "command.txt").read_text())
-        command = shlex.join([Path(argv[0]).name, *argv[1:]])
         members = config.get("members", [config])
         for canvas in exp["canvases"]:
             # what a query pays: the sketch tower of every member (an ensemble costs all its members)
@@ -122,16 +143,16 @@ def tabulate(args: argparse.Namespace, spec: dict, names: list[str]) -> list[dic
             ms = sum(latency[p, canvas][1].median_ms for p in parts)
             busy = any(latency[p, canvas][1].busy for p in parts)
             acc = {k: [t[canvas][k] for t in tests] for k in ("acc1", "acc5", "acc10")}
-            wall = [float((r / "wall_seconds.txt").read_text()) for r in runs if (r / "wall_seconds.txt").is_file()]
+            wall = [r["wall_seconds"] for r in runs if r["wall_seconds"] is not None]
             rows.append({"name": name, "backbone": backbone, "canvas": canvas, "params_m": round(params, 3),
                          "gflops": round(gflops, 4), "cpu_ms": round(ms, 2), "cpu_busy": busy,
                          "cpu_precision": latency[parts[0], canvas][1].precision,
                          "branches": "+".join(sorted({m.get("branches", "shared") for m in members})),
-                         "precision": trained_precision(runs[0], config),
+                         "precision": runs[0]["precision"],
                          **{k: round(statistics.mean(v), 2) for k, v in acc.items()},
                          "acc1_std": round(statistics.stdev(acc["acc1"]), 2) if len(runs) > 1 else None,
                          "seeds": len(runs), "command": command + (f"  (seeds {exp['seeds']})" if len(runs) > 1 else ""),
-                         "init_weights": ckpt.get("backbone_weights"),
+                         "init_weights": runs[0]["backbone_weights"],
                          "train_minutes": round(statistics.mean(wall) / 60, 1) if wall else None})
             print(f"{name:<16} {canvas:>4}  acc@1 {rows[-1]['acc1']:6.2f}  acc@10 {rows[-1]['acc10']:6.2f}  "
                   f"{gflops:7.3f} GFLOPs  {ms:7.2f} ms", flush=True)

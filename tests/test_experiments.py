@@ -11,7 +11,7 @@ from sketchdown.cli import build_parser
 
 BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
 sys.path.insert(0, str(BENCHMARKS))
-from fgsbir import run_command  # noqa: E402
+from fgsbir import record_path, run_command, run_record, train_missing  # noqa: E402
 
 SPEC = yaml.safe_load((BENCHMARKS / "experiments.yaml").read_text())
 RUNS = [(dataset, name) for dataset in SPEC["datasets"] for name, exp in SPEC["experiments"].items()
@@ -33,3 +33,32 @@ def test_a_misspelt_flag_is_caught():
     argv = run_command("chairs-v1", SPEC, exp, 0, Path("runs/x"))
     with pytest.raises(SystemExit):
         build_parser().parse_args(argv[1:])
+
+
+def test_a_finished_run_is_recorded_and_neither_lost_nor_trained_again_once_its_folder_is_gone(tmp_path):
+    """runs/ is not committed: what a row needs of a run is kept in results/runs/, and the row and the skip of
+    finished runs work from that record alone."""
+    import argparse
+    import json
+    import shutil
+
+    import torch
+
+    args = argparse.Namespace(runs=tmp_path / "runs", results=tmp_path / "results", train_threads=None)
+    run_dir = args.runs / "chairs-v1" / "x-s0"
+    run_dir.mkdir(parents=True)
+    test = [{"canvas": 256, "acc1": 61.86, "acc5": 90.0, "acc10": 95.0}]
+    (run_dir / "test.json").write_text(json.dumps(test))
+    (run_dir / "command.txt").write_text("/venv/bin/sketchdown train --seed 0 --out runs/chairs-v1/x-s0")
+    (run_dir / "metrics.jsonl").write_text(json.dumps({"epoch": 1, "precision": "bf16+channels_last"}) + "\n")
+    (run_dir / "wall_seconds.txt").write_text("480\n")
+    torch.save({"model_config": {}, "state_dict": {}, "config": {"backbone": "mobilenet_v2"},
+                "backbone_weights": "imagenet"}, run_dir / "best.pt")
+    record = run_record(args, run_dir)
+    assert record["test"] == test and record["command"].startswith("sketchdown train") and record["wall_seconds"] == 480
+    assert record["precision"] == "bf16+channels_last" and record_path(args, run_dir).is_file()
+    shutil.rmtree(args.runs)
+    assert run_record(args, run_dir) == record
+    spec = {"experiments": {"x": {"command": "train", "args": "--epochs 1", "seeds": [0]}}}
+    train_missing(argparse.Namespace(**vars(args), dataset="chairs-v1"), spec, ["x"])  # would train: no sketchdown
+    assert not run_dir.exists()
