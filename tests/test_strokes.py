@@ -81,3 +81,13 @@ def test_the_trace_method_keeps_small_canvases_dark(data):
     assert area.shape == traced.shape == (32, 32)
     assert traced.min() < 60 < area.min()  # a 1 px line at 256 shrinks to light grey; traced it stays dark
     assert (traced < 128).sum() > 2 * (area < 128).sum()
+
+
+def test_trace_thin_scales_the_traced_pen_with_the_canvas(data):
+    """"trace-thin" draws the same strokes with QMUL's 1 px pen scaled to the canvas (0.5 px floor): the same at
+    256, less ink below."""
+    sketch = trace(io.read_sketch(load_set("chairs-v1", "test", data).sketches[0]))
+    assert (to_canvas(sketch, 256, "trace-thin") == to_canvas(sketch, 256, "trace")).all()
+    for canvas in (32, 64, 128):
+        thin, full = to_canvas(sketch, canvas, "trace-thin"), to_canvas(sketch, canvas, "trace")
+        assert (255 - thin.astype(int)).sum() < 0.7 * (255 - full.astype(int)).sum()

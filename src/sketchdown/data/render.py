@@ -36,9 +36,13 @@ SUPERSAMPLE_PIXELS = 512  # supersample so the drawing grid is about this size (
 # Shoe-V1 test queries of the shipped student; the students were trained on PIL's joints, so they stay (a replica of
 # PIL's joint code without its wrappers saved 0.7 ms only).
 SHRINK_METHODS = ("area", "maxink", "bilinear")  # resampling of the pixels
-RASTER_METHODS = (*SHRINK_METHODS, "trace")
+TRACE_METHODS = ("trace", "trace-thin")
+RASTER_METHODS = (*SHRINK_METHODS, *TRACE_METHODS)
 # "trace": the raster is traced into strokes (``strokes.trace``) and drawn at each canvas with this width: QMUL's
 # 1 px pen at 256, and a line of full contrast at 32, where a 1 px line shrunk by "area" keeps an eighth of its ink.
+# "trace-thin": traced the same, the pen scaled with the canvas as a stroke sketch's is (``line_width`` from this
+# width at 256, floored at ``MIN_LINE_WIDTH``): 0.5 px, a grey line, at 32-128, which kept small drawings more
+# identifiable than 1 px in the zero-shot protocol of docs/rendering.md.
 TRACED_LINE_WIDTH = 1.0
 # "area" kept raster sketches most identifiable at 32-128 in benchmarks/rendering.py (docs/rendering.md).
 DEFAULT_RASTER_METHOD = "area"
@@ -117,10 +121,10 @@ def shrink_raster(raster: np.ndarray, canvas: int, method: str = DEFAULT_RASTER_
 
 
 def prepare(sketch: Sketch, raster_method: str = DEFAULT_RASTER_METHOD) -> Sketch:
-    """The sketch as ``raster_method`` draws it: a raster traced into strokes for "trace", else unchanged. Done
-    once per sketch where it is reused (a training item, a query), so augmentation and the vector policy see the
-    strokes."""
-    if raster_method == "trace" and not sketch.is_vector:
+    """The sketch as ``raster_method`` draws it: a raster traced into strokes for the trace methods, else
+    unchanged. Done once per sketch where it is reused (a training item, a query), so augmentation and the vector
+    policy see the strokes."""
+    if raster_method in TRACE_METHODS and not sketch.is_vector:
         from .strokes import trace
 
         return trace(sketch)
@@ -132,7 +136,10 @@ def to_canvas(sketch: Sketch, canvas: int, raster_method: str = DEFAULT_RASTER_M
     else its raster shrunk."""
     sketch = prepare(sketch, raster_method)
     if sketch.is_vector:
-        return render_strokes(sketch, canvas, TRACED_LINE_WIDTH if sketch.meta.get("traced") else None)
+        width = None
+        if sketch.meta.get("traced"):
+            width = line_width(canvas, TRACED_LINE_WIDTH) if raster_method == "trace-thin" else TRACED_LINE_WIDTH
+        return render_strokes(sketch, canvas, width)
     return shrink_raster(sketch.raster, canvas, raster_method)
 
 
