@@ -4,8 +4,9 @@ SketchyNetV1 and its ablations, as listed in benchmarks/experiments.yaml.
 Every run is a plain ``sketchdown train|distill ... --out runs/<dataset>/<name>-s<seed>`` command (printed and
 stored in the row); finished runs are reused. What a row needs of a finished run (its test figures, config,
 command, training precision and wall time) is also written to results/runs/<dataset>/<name>-s<seed>.json, which is
-committed: rows are rebuilt from those records once runs/ is gone, and a recorded run is not trained again. Rows: test acc@1/5/10 (mean over seeds, std of acc@1), the
-backbone's params and GFLOPs in the paper's accounting at the canvas, and batch-1 CPU latency of the sketch branch.
+committed: rows are rebuilt from those records once runs/ is gone, and a recorded run is not trained again. Rows:
+test acc@1/5/10 (mean over seeds, std of acc@1), the backbone's params and GFLOPs in the paper's accounting at the
+canvas, and batch-1 CPU latency of the sketch branch.
 Writes results/<dataset>.json, then re-renders results/<dataset>.md and the README block ``results:<dataset>``
 (``tables.render``). Latency is measured after all training, in its own step, and flagged when the machine was busy.
 

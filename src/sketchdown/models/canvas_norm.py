@@ -20,7 +20,8 @@ from torch import nn
 class CanvasBatchNorm2d(nn.Module):
     """A batch norm (plus the dropout/activation a timm ``BatchNormAct2d`` fuses) with running statistics per canvas.
 
-    ``slot`` (set by ``set_canvas``) picks the statistics row; training updates only that row.
+    ``slot`` (set by the tower's ``forward`` from the input's size) picks the statistics row; training updates only
+    that row.
     """
 
     def __init__(self, bn: nn.BatchNorm2d, canvases: tuple[int, ...]) -> None:
