@@ -46,8 +46,8 @@ def test_both_engines_rank_the_test_photos_alike(model, exported, data):
         assert [h.path for h in index.search(sketch)] == [h.path for h in onnx_index.search(sketch)]
 
 
-def test_a_photo_folder_is_indexed_on_torch_and_searched_on_the_engine_asked_for(data, tmp_path):
-    """What ``sketchdown serve`` does by default: batched photos on torch, batch-1 queries on onnxruntime."""
+def test_a_photo_folder_is_indexed_and_searched_on_the_engine_asked_for(data, tmp_path):
+    """What ``sketchdown serve`` does with a photo folder by default: both on onnxruntime, ranking as torch does."""
     from sketchdown.retrieval.index import open_catalogue
 
     folder = data / "qmul-v1" / "shoes" / "test"

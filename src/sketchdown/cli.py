@@ -738,7 +738,7 @@ def add_serve(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--host", default="127.0.0.1", help="interface to bind (default 127.0.0.1: this machine only)")
     p.add_argument("--port", type=whole(0), default=8000, help="port (default 8000; 0 picks a free one)")
     p.add_argument("--max-body", type=whole(1), default=None, help="largest request body in bytes (default 2 MB)")
-    add_engine(p, "onnx")  # a server pays the export once and answers 2.6x the searches (benchmarks/serve_load.py)
+    add_engine(p, "onnx")  # a server pays the export once and answers 2.7x the searches (benchmarks/serve_load.py)
 
     def run(a: argparse.Namespace) -> None:
         import signal

@@ -481,8 +481,7 @@ def open_catalogue(path: str | Path, model: str | Path | None = None, canvas: in
                    selector: str | Path | None = None, engine: str = "torch", onnx: str | Path | None = None,
                    progress: bool = False, nprobe: int | None = None) -> Index:
     """An index ready to search: an index file with the model it records (or ``model``, which must serve it), or a
-    photo folder indexed in memory with ``model`` (on torch, whose batched photos ``auto`` runs fastest; the
-    queries then run on ``engine``).
+    photo folder indexed in memory with ``model``, on ``engine`` like the queries.
 
     The index's canvas selector is used unless ``selector`` names another or ``canvas`` asks for a fixed canvas
     (a recorded selector is never dropped silently).
@@ -491,9 +490,9 @@ def open_catalogue(path: str | Path, model: str | Path | None = None, canvas: in
     if path.is_dir():  # a photo folder: indexed in memory, for a one-off search or a demo server
         if not model:
             raise SketchdownError(f"{path} is a photo folder: give a model to index it with")
-        retriever = load(model, canvas=canvas, selector=selector or (False if canvas else None))
-        index = Index.build(retriever, path, progress=progress)
-        return index if engine == "torch" else index.attach(retriever.with_engine(engine, onnx))
+        retriever = load(model, canvas=canvas, selector=selector or (False if canvas else None), engine=engine,
+                         onnx=onnx)
+        return Index.build(retriever, path, progress=progress)
     index = Index.load(path)
     info = index.model
     if not (model or info["source"]):
