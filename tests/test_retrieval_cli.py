@@ -66,6 +66,20 @@ def test_export_onnx_then_search_on_onnxruntime(catalogue, tmp_path, capsys):
     assert [x["path"] for x in on["results"]] == [x["path"] for x in found["results"]]
 
 
+def test_index_on_onnxruntime_makes_the_vectors_torch_makes(catalogue, tmp_path, capsys):
+    import numpy as np
+
+    from sketchdown.retrieval import Index
+
+    idx, photos, _, _ = catalogue
+    code, out, _ = in_process(capsys, "index", str(photos), "-o", str(tmp_path / "onnx.idx"), "--model",
+                              "mobilenet_v2", "--canvas", SIDE, "--photo-size", SIDE, "--engine", "onnx")
+    assert code == 0 and "(0 reused, 5 encoded)" in out
+    on, reference = Index.load(tmp_path / "onnx.idx"), Index.load(idx)
+    assert on.model["identity"] == reference.model["identity"]
+    assert (on.vectors * reference.vectors).sum(1).min() > 0.99  # cosine; torch's are bf16 where auto picks it
+
+
 def test_rerun_reuses_and_mismatch_is_refused(catalogue, capsys):
     idx, photos, sketches, _ = catalogue
     code, out, _ = in_process(capsys, "index", str(photos), "-o", str(idx), "--model", "mobilenet_v2", "--canvas", SIDE, "--photo-size", SIDE)

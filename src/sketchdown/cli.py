@@ -451,6 +451,7 @@ def add_index(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--batch-size", type=BATCH, default=32)
     p.add_argument("--skip-bad", action="store_true", help="leave out photos that do not decode instead of stopping")
     add_precision_args(p)
+    add_engine(p, "torch")
 
     def run(a: argparse.Namespace) -> None:
         import os
@@ -471,7 +472,7 @@ def add_index(sub: argparse._SubParsersAction) -> None:
         if len(a.photos) != 1 or not a.model:
             raise SketchdownError("give one PHOTOS_DIR and --model (or `merge` and the shard files)")
         model = load(a.model, canvas=a.canvas, photo_size=a.photo_size, selector=a.selector, precision=a.precision,
-                     memory_format=a.memory_format)
+                     memory_format=a.memory_format, engine=a.engine)
         ranks = int(os.environ.get("WORLD_SIZE", "1"))
         if ranks > 1 and not a.shard:  # torchrun: one shard a rank, merged by rank 0
             from .train import distributed
@@ -717,8 +718,8 @@ def add_select(sub: argparse._SubParsersAction) -> None:
 
 def add_engine(p: argparse.ArgumentParser, default: str) -> None:
     p.add_argument("--engine", choices=("torch", "onnx"), default=default,  # retrieval.encoder.ENGINES (no torch here)
-                   help="run the queries on torch or onnxruntime (the model exported in memory, a second or two; a "
-                        "batch-1 query is several times faster there: README, \"Search a photo catalogue\"; "
+                   help="run the model on torch or onnxruntime (exported in memory, a second or two; a batch-1 "
+                        "query is several times faster there: README, \"Search a photo catalogue\"; "
                         f"default {default})")
 
 
