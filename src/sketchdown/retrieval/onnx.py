@@ -57,15 +57,15 @@ class _Slot(torch.nn.Module):
         return traced_slot(self.canvases, image)
 
 
-def _export_graph(module: torch.nn.Module, output: str = "embedding") -> onnx.ModelProto:
+def _export_graph(module: torch.nn.Module, output: str = "embedding", batched: bool = True) -> onnx.ModelProto:
+    """``module`` traced on images of any batch, height and width; ``batched``: its output has the batch axis."""
+    axes = {"image": {0: "batch", 2: "height", 3: "width"}, **({output: {0: "batch"}} if batched else {})}
     buf = io.BytesIO()
     with warnings.catch_warnings():  # torch 2.13 warns about the TorchScript exporter; the dynamo one needs onnxscript
         warnings.filterwarnings("ignore", category=DeprecationWarning)
         warnings.filterwarnings("ignore", message=".*legacy TorchScript-based ONNX export.*")
         torch.onnx.export(module.eval(), (torch.rand(2, 3, 64, 64),), buf, dynamo=False, opset_version=OPSET,
-                          input_names=["image"], output_names=[output],
-                          dynamic_axes={"image": {0: "batch", 2: "height", 3: "width"}, output: {0: "batch"}}
-                          if output == "embedding" else {"image": {0: "batch", 2: "height", 3: "width"}})
+                          input_names=["image"], output_names=[output], dynamic_axes=axes)
     return onnx.load_from_string(buf.getvalue())
 
 
@@ -118,7 +118,7 @@ def _sketch_graph(model: torch.nn.Module) -> onnx.ModelProto:
             graphs.append(_export_graph(branch))
     bodies = [_branch_body(g, f"canvas{c}/") for g, c in zip(graphs, canvases)]
     common = _share_constants(bodies)
-    slot = onnx.compose.add_prefix_graph(_export_graph(_Slot(canvases), output="slot").graph, "slot/",
+    slot = onnx.compose.add_prefix_graph(_export_graph(_Slot(canvases), output="slot", batched=False).graph, "slot/",
                                          rename_inputs=False)
     which = slot.output[0].name
     embedding = graphs[0].graph.output[0]
@@ -231,7 +231,7 @@ def verify_onnx(encoder: Retriever, model: str | Path | bytes,
     ``tolerance``. Each canvas the sketch tower keeps batch-norm statistics for is checked too. Returns the max
     absolute difference per (batch, side)."""
     engine, rng = OnnxEngine(model), np.random.default_rng(0)
-    own = encoder.model.sketch_tower.config.canvas_stats if hasattr(encoder.model, "sketch_tower") else ()
+    own = canvas_stats(encoder.model)
     shapes = tuple(shapes) + tuple((1, c) for c in own if c not in {side for _, side in shapes})
     rows = []
     for batch, side in shapes:
