@@ -189,8 +189,37 @@ def test_unpaired_sketches_pull_the_small_canvases_onto_the_teacher(tmp_path, da
     assert sketches[0].raster.shape == (256, 256) and sketches[0].raster.min() < 128
     item = WithSampled(_triplets(data), "unpaired", SketchViews(sketches[:3], (32, 64), False, "trace"), 3)[0]
     assert sorted(item["unpaired"]) == [32, 64] and item["unpaired"][32].shape == (3, 32, 32)
-    with pytest.raises(ValueError, match="photo_tower=teacher"):
+    with pytest.raises(ValueError, match="unpaired_target=self"):
         dataclasses.replace(cfg, photo_tower="own", student_init="weights")
+
+
+def test_unpaired_sketches_pulled_onto_the_students_own_largest_canvas(tmp_path, data, chair_pickle, tiny_teacher):
+    """``unpaired_target="self"`` works with the student's own photo tower: each unpaired sketch's small canvas is
+    pulled onto the student's embedding of it at the teacher's canvas (no gradient through that), not the
+    teacher's; the step's logged pull is that distance, recomputed here by hand."""
+    from torch.utils.data import default_collate
+
+    from sketchdown.data.datasets import SketchViews, unpaired_sketches
+    from sketchdown.train.distill import WithSampled, distill_step, student_from_teacher
+    from sketchdown.train.triplet import embedders
+
+    cfg = DistillConfig(canvases=(32, 64), eval_canvas=64, relation="batch", teacher=str(tiny_teacher),
+                        student_init="teacher", photo_tower="own", unpaired=str(chair_pickle),
+                        unpaired_target="self", unpaired_weight=0.5, **TINY, data=str(data))
+    teacher = load_model(tiny_teacher / "best.pt").eval()
+    student = student_from_teacher(cfg, teacher).train()
+    ds = WithSampled(_triplets(data), "unpaired", SketchViews(unpaired_sketches(chair_pickle)[:6], (32, 64), False,
+                                                              "trace"), 3)
+    batch = default_collate([ds[i] for i in range(4)])
+    torch.manual_seed(0)
+    _, logs = distill_step(cfg, 0, teacher, 64)(student, batch)
+    embed_sketch, _ = embedders(student, 0)
+    with torch.no_grad():
+        views = batch["unpaired"]
+        mine = (embed_sketch(views[32]) - embed_sketch(views[64])).pow(2).sum(1).mean()
+        theirs = (embed_sketch(views[32]) - teacher.encode_sketch(views[64])).pow(2).sum(1).mean()
+    assert logs["unpaired"] == pytest.approx(0.5 * mine.item(), rel=1e-4)
+    assert abs(mine - theirs) > 1e-3  # the two targets differ, so the check above tells them apart
 
 
 def test_design_a_from_the_teacher_learns_from_photos_without_sketches(tmp_path, data, monkeypatch, tiny_teacher):

@@ -106,6 +106,7 @@ class TrainConfig:
 
 RELATIONS = ("triplet", "batch")
 PHOTO_TOWERS = ("own", "teacher")
+UNPAIRED_TARGETS = ("teacher", "self")
 
 
 @dataclass(frozen=True)
@@ -135,11 +136,17 @@ class DistillConfig(TrainConfig):
     direct: float = field(default=1.0, metadata={"help": "with --photo-tower teacher: weight of the squared "
                                                          "distance between the student's sketch embedding and the "
                                                          "teacher's, inside L_RKD's share"})
-    unpaired: str | None = field(default=None, metadata={"help": "with --photo-tower teacher: sketches without "
-                                                                 "photos (a folder of sketch files, or a SketchX "
-                                                                 "stroke pickle's train sketches), each drawn at "
-                                                                 "the canvases below the teacher's and pulled onto "
-                                                                 "the teacher's embedding of it"})
+    unpaired: str | None = field(default=None, metadata={"help": "sketches without photos (a folder of sketch "
+                                                                 "files, or a SketchX stroke pickle's train "
+                                                                 "sketches), each drawn at the canvases below the "
+                                                                 "teacher's and pulled onto an embedding of it at "
+                                                                 "the teacher's canvas (--unpaired-target)"})
+    unpaired_target: str = field(default="teacher", metadata={"help": "what the unpaired sketches are pulled onto: "
+                                                                      "teacher (the teacher's embedding; needs "
+                                                                      "--photo-tower teacher, where the spaces are "
+                                                                      "one) or self (the student's own embedding at "
+                                                                      "the teacher's canvas, without its gradient: "
+                                                                      "the canvases agree in any design)"})
     unpaired_weight: float = field(default=1.0, metadata={"help": "weight of the unpaired sketches' squared "
                                                                   "distance (added to the loss)"})
 
@@ -162,9 +169,11 @@ class DistillConfig(TrainConfig):
                              "train whole)")
         if self.photo_tower not in PHOTO_TOWERS or self.student_init not in ("weights", "teacher"):
             raise ValueError(f"photo_tower must be one of {PHOTO_TOWERS} and student_init weights or teacher")
-        if self.unpaired and self.photo_tower != "teacher":
-            raise ValueError("unpaired sketches need photo_tower=teacher: they are pulled onto the teacher's "
-                             "embedding, which is the student's space only when the gallery is the teacher's")
+        if self.unpaired_target not in UNPAIRED_TARGETS:
+            raise ValueError(f"unpaired_target must be one of {UNPAIRED_TARGETS}")
+        if self.unpaired and self.unpaired_target == "teacher" and self.photo_tower != "teacher":
+            raise ValueError("unpaired sketches pulled onto the teacher's embedding need photo_tower=teacher, where "
+                             "the teacher's space is the student's; with photo_tower=own use unpaired_target=self")
         if self.photo_tower == "teacher" and (self.branches != "untied" or self.cache_views):
             raise ValueError("photo_tower=teacher needs branches=untied (a sketch tower of the student's own) and no "
                              "cached views")

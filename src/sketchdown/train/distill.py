@@ -10,7 +10,8 @@ no_grad. With ``photo_tower="teacher"`` (the asymmetric design) the student is t
 a sketch tower of its own (optionally starting as a copy of the teacher's, with batch-norm statistics per canvas):
 the gallery is the teacher's, so student and teacher share one space, and besides the relations the student's sketch
 embedding is pulled onto the teacher's (``direct``) inside L_RKD's share, and sketches that have no photo can add
-the same pull for the small canvases (``unpaired``: the teacher sees each at its own canvas). With
+the same pull for the small canvases (``unpaired``: the teacher sees each at its own canvas; in either design
+``unpaired_target="self"`` pulls them onto the student's own embedding at that canvas instead). With
 ``photo_tower="own"`` and ``student_init="teacher"`` both student towers start as copies of the teacher's and both
 train; photos without sketches (``unlabelled``) then add the teacher's photo-photo distances. With ``cache_views``
 (shared-tower students only) the teacher's embeddings of every cached view are computed once (the teacher is frozen,
@@ -231,10 +232,11 @@ def distill_step(cfg: DistillConfig, from_block: int, teacher: Model, teacher_ca
             rkd = rkd + cfg.direct * direct
             logs["direct"] = direct.item()
         loss = cfg.lam * tri + (1 - cfg.lam) * rkd
-        if "unpaired" in batch:  # sketches without photos: each small canvas onto the teacher's embedding
+        if "unpaired" in batch:  # sketches without photos: each small canvas onto the embedding at the teacher's
             views = batch["unpaired"]
             with torch.no_grad():
-                target = teacher.encode_sketch(views[teacher_canvas]).float()
+                anchor = embed_sketch if cfg.unpaired_target == "self" else teacher.encode_sketch
+                target = anchor(views[teacher_canvas]).float()
             terms = [(embed_sketch(views[c]) - target).pow(2).sum(1).mean() for c in views if c != teacher_canvas]
             unp = cfg.unpaired_weight * torch.stack(terms).mean()
             loss = loss + unp
