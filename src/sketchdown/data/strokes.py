@@ -14,6 +14,9 @@ unmaintained since 2016 and took 14 ms per ChairV2 sketch on the reference CPU, 
 
 from __future__ import annotations
 
+import itertools
+from typing import NamedTuple
+
 import numpy as np
 
 from ..errors import InputError
@@ -41,38 +44,53 @@ def rdp_strokes(strokes: list[np.ndarray], epsilon: float) -> list[np.ndarray]:
     return [next(simple).astype(np.float32) if len(s) > 1 else s for s in strokes]
 
 
-def _links(skeleton: np.ndarray) -> dict[int, list[int]]:
-    """Neighbours of every skeleton pixel (flat index) under m-adjacency: a diagonal neighbour counts only when
-    neither pixel that shares a side with both is set, so a staircase is a chain, not a chain of triangles.
-    Neighbours are listed in ``_OFFSETS`` order and pixels in raster order (the walk's order depends on both)."""
-    h, w = skeleton.shape
-    pad = np.pad(skeleton, 1)
-    ys, xs = np.nonzero(skeleton)
-    flat = ys * w + xs
-    nbrs = np.full((len(flat), len(_OFFSETS)), -1, dtype=np.int64)
-    for k, (dy, dx) in enumerate(_OFFSETS):
-        on = pad[ys + 1 + dy, xs + 1 + dx]
-        if dy and dx:  # diagonal: not when a 4-neighbour path exists
-            on &= ~pad[ys + 1 + dy, xs + 1] & ~pad[ys + 1, xs + 1 + dx]
-        nbrs[on, k] = flat[on] + dy * w + dx
-    valid = nbrs >= 0  # each pixel's neighbours are a slice of the row-major list of the valid entries
-    found, stops = nbrs[valid].tolist(), np.cumsum(valid.sum(1)).tolist()
-    return {p: found[a:b] for p, a, b in zip(flat.tolist(), [0, *stops[:-1]], stops)}
+class _Graph(NamedTuple):
+    """The skeleton's pixel graph under m-adjacency: a diagonal neighbour counts only when neither pixel that shares
+    a side with both is set, so a staircase is a chain, not a chain of triangles. Pixels are numbered in raster
+    order (``ys``, ``xs``); ``nbrs`` lists each one's neighbours in ``_OFFSETS`` order, then -1s (the walk's order
+    depends on both orders). ``deg``, ``first`` and ``second`` are Python lists: the walk reads them per pixel."""
+
+    ys: np.ndarray
+    xs: np.ndarray
+    nbrs: np.ndarray
+    deg: list[int]
+    first: list[int]
+    second: list[int]
+
+    @classmethod
+    def of(cls, skeleton: np.ndarray) -> "_Graph":
+        ys, xs = np.nonzero(skeleton)
+        index = np.full((skeleton.shape[0] + 2, skeleton.shape[1] + 2), -1, dtype=np.int32)  # pixel number, padded
+        index[ys + 1, xs + 1] = np.arange(len(ys), dtype=np.int32)
+        pad = index >= 0
+        found = np.empty((len(ys), len(_OFFSETS)), dtype=np.int32)
+        for k, (dy, dx) in enumerate(_OFFSETS):
+            found[:, k] = index[ys + 1 + dy, xs + 1 + dx]
+            if dy and dx:  # diagonal: not when a 4-neighbour path exists
+                found[pad[ys + 1 + dy, xs + 1] | pad[ys + 1, xs + 1 + dx], k] = -1
+        valid = found >= 0
+        rows, cols = np.nonzero(valid)
+        nbrs = np.full_like(found, -1)
+        nbrs[rows, (np.cumsum(valid, axis=1) - 1)[rows, cols]] = found[rows, cols]  # valid ones first, in order
+        return cls(ys, xs, nbrs, valid.sum(1).tolist(), nbrs[:, 0].tolist(), nbrs[:, 1].tolist())
+
+    def neighbours(self, p: int) -> list[int]:
+        return self.nbrs[p, : self.deg[p]].tolist()
 
 
 def _edge(p: int, q: int) -> tuple[int, int]:
     return (p, q) if p < q else (q, p)
 
 
-def _walk(links: dict[int, list[int]], start: int, step: int, used: set[tuple[int, int]]) -> list[int]:
+def _walk(g: _Graph, start: int, step: int, used: set[tuple[int, int]]) -> list[int]:
     """The pixels from ``start`` through ``step`` until a pixel that is not a plain chain link (or back to start)."""
+    deg, first, second = g.deg, g.first, g.second
     path, prev, cur = [start, step], start, step
     used.add(_edge(start, step))
     while cur != start:
-        nb = links[cur]
-        if len(nb) != 2:
+        if deg[cur] != 2:
             break
-        nxt = nb[1] if nb[0] == prev else nb[0]
+        nxt = second[cur] if first[cur] == prev else first[cur]
         edge = (cur, nxt) if cur < nxt else (nxt, cur)  # _edge inlined: this loop is most of tracing's time
         if edge in used:
             break
@@ -82,20 +100,18 @@ def _walk(links: dict[int, list[int]], start: int, step: int, used: set[tuple[in
     return path
 
 
-def _paths(skeleton: np.ndarray) -> tuple[list[list[int]], dict[int, list[int]]]:
+def _paths(g: _Graph) -> list[list[int]]:
     """Every edge of the skeleton graph once: chains between end points / junctions, then closed loops."""
-    links = _links(skeleton)
     used: set[tuple[int, int]] = set()
     paths = []
-    nodes = [p for p, n in links.items() if len(n) != 2]
-    for p in nodes:
-        for q in links[p]:
+    for p in (p for p, d in enumerate(g.deg) if d != 2):
+        for q in g.neighbours(p):
             if _edge(p, q) not in used:
-                paths.append(_walk(links, p, q, used))
-    for p, n in links.items():  # what is left are loops of chain pixels (an O, a rim)
-        if len(n) == 2 and _edge(p, n[0]) not in used:
-            paths.append(_walk(links, p, n[0], used))
-    return paths, links
+                paths.append(_walk(g, p, q, used))
+    for p in (p for p, d in enumerate(g.deg) if d == 2):  # what is left are loops of chain pixels (an O, a rim)
+        if _edge(p, g.first[p]) not in used:
+            paths.append(_walk(g, p, g.first[p], used))
+    return paths
 
 
 def _length(points: np.ndarray) -> float:
@@ -159,18 +175,17 @@ def _join_straight(strokes: list[np.ndarray], ends: list[tuple[int, int]]) -> li
 
 def _greedy_order(strokes: list[np.ndarray]) -> list[np.ndarray]:
     """Start at the stroke end nearest the top left; then always the stroke whose end is nearest the pen."""
-    left = list(strokes)
+    starts = np.array([s[0] for s in strokes])
+    finishes = np.array([s[-1] for s in strokes])
+    taken = np.zeros(len(strokes), dtype=bool)
     pen = np.zeros(2, dtype=np.float32)
     out = []
-    while left:
-        starts = np.array([s[0] for s in left])
-        finishes = np.array([s[-1] for s in left])
+    for _ in strokes:
         d_start = np.linalg.norm(starts - pen, axis=1)
         d_end = np.linalg.norm(finishes - pen, axis=1)
-        i = int(np.argmin(np.minimum(d_start, d_end)))
-        stroke = left.pop(i)
-        if d_end[i] < d_start[i]:
-            stroke = stroke[::-1]
+        i = int(np.argmin(np.where(taken, np.inf, np.minimum(d_start, d_end))))  # the first of a tie, as ever
+        taken[i] = True
+        stroke = strokes[i][::-1] if d_end[i] < d_start[i] else strokes[i]
         out.append(np.ascontiguousarray(stroke))
         pen = stroke[-1]
     return out
@@ -192,32 +207,33 @@ def trace(sketch: Sketch, threshold: int = INK_THRESHOLD, min_pixels: float = MI
     ink = sketch.raster < threshold
     if not ink.any():
         raise InputError(sketch.source, f"no ink darker than grey {threshold} to trace")
-    skeleton = skeletonize(ink)
-    paths, links = _paths(skeleton)
-    w = skeleton.shape[1]
+    g = _Graph.of(skeletonize(ink))
+    paths = _paths(g)
     node_of: dict[int, int] = {}  # junction pixel -> junction id (adjacent junction pixels are one junction)
-    for p in (p for p, n in links.items() if len(n) > 2):
+    for p in (p for p, d in enumerate(g.deg) if d > 2):
         if p not in node_of:
             stack, node_of[p] = [p], len(node_of)
             while stack:
                 q = stack.pop()
-                for r in links[q]:
-                    if len(links[r]) > 2 and r not in node_of:
+                for r in g.neighbours(q):
+                    if g.deg[r] > 2 and r not in node_of:
                         node_of[r] = node_of[p]
                         stack.append(r)
     strokes, ends = [], []
-    for path in paths:
-        pix = np.array(path)
-        pts = np.stack([pix % w + 0.5, pix // w + 0.5], axis=1).astype(np.float32)
+    sizes = [len(path) for path in paths]
+    pixels = np.fromiter(itertools.chain.from_iterable(paths), dtype=np.int64, count=sum(sizes))
+    points = np.stack([g.xs[pixels] + 0.5, g.ys[pixels] + 0.5], axis=1).astype(np.float32)
+    for path, pts in zip(paths, np.split(points, np.cumsum(sizes)[:-1])):
         a, b = node_of.get(path[0], -1), node_of.get(path[-1], -1)
         if a >= 0 and a == b and len(path) <= 3:  # a link inside one junction's pixels
             continue
-        if _length(pts) < min_pixels and (a < 0 or b < 0):  # a spur of the thinning, or a speck
+        # a spur of the thinning, or a speck (a step is at least 1 px: only a path this short can be that short)
+        if (a < 0 or b < 0) and len(path) - 1 < min_pixels and _length(pts) < min_pixels:
             continue
         strokes.append(pts)
         ends.append((a, b))
-    strokes += [np.array([(p % w + 0.5, p // w + 0.5)], dtype=np.float32)
-                for p, n in links.items() if not n and min_pixels <= 1]
+    strokes += [np.array([(g.xs[p] + 0.5, g.ys[p] + 0.5)], dtype=np.float32)
+                for p, d in enumerate(g.deg) if not d and min_pixels <= 1]
     if not strokes:
         raise InputError(sketch.source, "tracing found no strokes (the ink is only specks)")
     strokes = rdp_strokes(_join_straight(strokes, ends), epsilon)
