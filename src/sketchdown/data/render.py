@@ -10,6 +10,7 @@ reading and drawing a vector sketch works without loading it.
 
 from __future__ import annotations
 
+import math
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -30,11 +31,10 @@ REFERENCE_CANVAS = 256
 LINE_WIDTH_256 = 2.0
 MIN_LINE_WIDTH = 0.5
 SUPERSAMPLE_PIXELS = 512  # supersample so the drawing grid is about this size (anti-aliasing quality)
-# Joints are PIL's ``line(joint="curve")``, which draws a pie slice and a gap line per vertex for pens over 4
-# supersampled pixels: 4.3-5.6 ms for a traced Chair-V1 sketch at 32 px (two runs of benchmarks/query_breakdown.py).
-# A disc per vertex took 1.1 ms, but its drawing differs by up to 12 grey levels at 64 px and moved one of 115
-# Shoe-V1 test queries of the shipped student; the students were trained on PIL's joints, so they stay (a replica of
-# PIL's joint code without its wrappers saved 0.7 ms only).
+# Joints are PIL's ``line(joint="curve")``: a pie slice and a gap line per vertex for pens over 4 supersampled
+# pixels, which is most of the drawing time at 32 and 64 px. A disc per vertex was faster, but its drawing differs by
+# up to 12 grey levels at 64 px and moved one of 115 Shoe-V1 test queries of the shipped student; the students were
+# trained on PIL's joints, so ``_curve_line`` draws exactly those, without PIL's per-vertex Python wrappers.
 SHRINK_METHODS = ("area", "maxink", "bilinear")  # resampling of the pixels
 TRACE_METHODS = ("trace", "trace-thin")
 RASTER_METHODS = (*SHRINK_METHODS, *TRACE_METHODS)
@@ -79,10 +79,38 @@ def render_strokes(sketch: Sketch, canvas: int, width: float | None = None) -> n
     for stroke in drawn:
         pts = stroke + offset
         if len(pts) > 1:
-            draw.line(pts.ravel().tolist(), fill=0, width=pen, joint="curve")
+            _curve_line(draw, pts.tolist(), pen)
         for x, y in (pts[0], pts[-1]):  # round caps, and a dot for a single-point stroke
             draw.ellipse((x - r, y - r, x + r, y + r), fill=0)
     return np.asarray(img.reduce(ss))
+
+
+def _curve_line(draw: ImageDraw.ImageDraw, points: list[list[float]], width: int) -> None:
+    """Black polyline, pixel for pixel what ``draw.line(points, fill=0, width=width, joint="curve")`` draws
+    (Pillow 13; tests/test_render.py compares the two on real sketches): the same pie slice per vertex that turns,
+    and for pens over 8 px the same 3 px gap line, handed straight to PIL's C drawing calls."""
+    core = draw.draw
+    ink = core.draw_ink(0)
+    core.draw_lines([tuple(p) for p in points], ink, width)
+    if width <= 4:
+        return
+    half = width / 2 - 1
+
+    def rim(x: float, y: float, angle: float) -> tuple[float, float]:  # a point half a pen from (x, y), truncated
+        dx, dy = half * math.cos(math.radians(angle - 90)), half * math.sin(math.radians(angle - 90))
+        return x + (math.floor(dx) if dx > 0 else math.ceil(dx)), y + (math.floor(dy) if dy > 0 else math.ceil(dy))
+
+    for (x0, y0), (x, y), (x1, y1) in zip(points, points[1:], points[2:]):
+        into = math.degrees(math.atan2(x - x0, y0 - y)) % 360  # compass bearing of the segment into the vertex
+        out = math.degrees(math.atan2(x1 - x, y - y1)) % 360  # and out of it
+        if into == out:
+            continue
+        flipped = (out > into and out - 180 > into) or (out < into and out + 180 > into)
+        start, end = (out + 90, into + 90) if flipped else (into - 90, out - 90)
+        core.draw_pieslice(((x - half, y - half), (x + half, y + half)), start - 90, end - 90, ink, 1)
+        if width > 8:
+            side = 90 if flipped else -90
+            core.draw_lines([rim(x, y, into + side), (x, y), rim(x, y, out + side)], ink, 3)
 
 
 def shrink_raster(raster: np.ndarray, canvas: int, method: str = DEFAULT_RASTER_METHOD) -> np.ndarray:
