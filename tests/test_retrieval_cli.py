@@ -37,7 +37,7 @@ def catalogue(tmp_path_factory, data):
         shutil.copy(p, root / "photos" / p.name)
     r = sketchdown("index", str(root / "photos"), "-o", str(root / "cat.idx"), "--model", "mobilenet_v2", "--canvas", SIDE, "--photo-size", SIDE)
     assert r.returncode == 0, r.stderr
-    assert "5 photos (0 reused, 5 encoded), exact search" in r.stdout
+    assert "5 photos (0 reused, 5 encoded), fp16 search" in r.stdout
     found = sketchdown("search", str(root / "cat.idx"), str(test / "sketches" / "305.png"), "-k", "3", "--json")
     assert found.returncode == 0, found.stderr
     return root / "cat.idx", root / "photos", test / "sketches", json.loads(found.stdout)

@@ -52,7 +52,7 @@ def test_shards_merge_into_the_index_one_build_makes(photos, model, tmp_path):
         files.append(tmp_path / f"s{i}.idx")
     merged = Index.merge([Index.load(f) for f in reversed(files)])
     same(whole, merged)
-    assert merged.shard is None and merged.kind == "exact"
+    assert merged.shard is None and merged.kind == "fp16"  # auto, for a catalogue this size
     sketch = np.full((64, 64), 255, np.uint8)
     sketch[20:40, 10:50] = 0
     merged.attach(model)

@@ -85,7 +85,7 @@ def _checked(check: Callable[[Path], Path]) -> Callable[[str], Path]:
 CANVAS, COUNT, BATCH = whole(1, "canvas"), whole(1), whole(1, "batch_size")
 OUT_FILE, OUT_FOLDER = _checked(writable_file), _checked(writable_folder)  # checked before any work is done
 
-KIND_CHOICES = ("auto", "exact", "hnsw", "ivfpq")  # retrieval.structures.KINDS (torch- and faiss-free here)
+KIND_CHOICES = ("auto", "exact", "fp16", "hnsw", "ivfpq")  # retrieval.structures.KINDS (torch- and faiss-free here)
 MODEL_HELP = ("a shipped model name (`sketchdown models`), an artifact or run folder, a checkpoint, or a backbone "
               "name (zero-shot ImageNet weights: near random for fine-grained retrieval)")
 
@@ -439,8 +439,9 @@ def add_index(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--photo-size", type=CANVAS, help="photo side in pixels (default: the model's, else 256)")
     p.add_argument("--selector", help="trained canvas selector recorded for searches (SketchyNetV2)")
     p.add_argument("--kind", choices=KIND_CHOICES, default="auto",
-                   help="faiss index: exact inner product, HNSW, ivfpq (compressed: inverted file + product "
-                        "quantisation), or auto (HNSW above 10,000 photos)")
+                   help="faiss index: exact inner product, fp16 (the same scan over half-precision vectors: "
+                        "faster, scores within ~1e-4), HNSW, ivfpq (compressed: inverted file + product "
+                        "quantisation), or auto (fp16 up to 10,000 photos, HNSW above)")
     p.add_argument("--nlist", type=whole(0), default=0, help="ivfpq cells (default 0: about 4 x sqrt(photos))")
     p.add_argument("--pq-bytes", type=whole(0), default=0,
                    help="ivfpq code bytes per photo, a divisor of the embedding size (default 0: one per 4 dimensions)")
@@ -667,6 +668,8 @@ def bench_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--threads", type=COUNT, help="CPU threads for torch, onnxruntime and faiss (default: torch's)")
     p.add_argument("--data", type=Path, help="data root (default ../shared/data)")
     p.add_argument("--cache", type=Path, help="photo-vector cache (default $SKETCHDOWN_HOME/bench)")
+    p.add_argument("--kind", choices=KIND_CHOICES, default="auto",
+                   help="index the timed queries search (default auto, as `sketchdown index` builds it)")
     p.add_argument("--out", type=OUT_FILE, default=Path("results/latency.json"), help="also writes the .md beside it")
 
 

@@ -1,7 +1,7 @@
 """A searchable photo catalogue: a unit vector per photo, the identity of the model that made them, a faiss index.
 
-Exact inner-product search (``IndexFlatIP``) by default. Past ``HNSW_THRESHOLD`` photos (or on request) an HNSW
-graph answers instead; for catalogues past what memory holds as floats, IVF-PQ (``structures``) keeps a few dozen
+Inner-product search scans every photo's vector, in half precision by default (``fp16``; ``exact`` on request).
+Past ``HNSW_THRESHOLD`` photos (or on request) an HNSW graph answers instead; for catalogues past what memory holds as floats, IVF-PQ (``structures``) keeps a few dozen
 bytes a photo and no raw vectors; ``recall_at_k`` measures what either misses against exact search. The file is
 one NumPy .npz archive (no pickles) written atomically; it records the model's identity, so searching with another
 model is refused instead of returning wrong neighbours.
@@ -277,8 +277,8 @@ class Index:
     # ------------------------------------------------------------------------------------------- file
 
     def save(self, path: str | Path) -> None:
-        """Write the index atomically: vectors (but for ivfpq), stamps, the faiss structure of hnsw and ivfpq, and
-        JSON metadata."""
+        """Write the index atomically: vectors (but for ivfpq), stamps, the faiss structure of hnsw and ivfpq (a
+        scan's is rebuilt from the vectors), and JSON metadata."""
         meta = {"format": FORMAT, "version": VERSION, "root": str(self.root), "paths": self.paths,
                 "kind": self.kind, "model": self.model, "skipped": self.skipped,
                 "shard": list(self.shard) if self.shard else None,
@@ -286,7 +286,7 @@ class Index:
         arrays = {"stamps": self.stamps, "meta": np.frombuffer(json.dumps(meta).encode(), np.uint8)}
         if self.vectors is not None:
             arrays["vectors"] = self.vectors
-        if self.kind != "exact":
+        if self.kind not in structures.SCANS:
             arrays["graph"] = structures.serialize(self._faiss)
         write_atomic(path, lambda f: np.savez(f, **arrays))
 
@@ -325,7 +325,7 @@ class Index:
             shape = "no" if vectors is None else f"{vectors.dtype} vectors of shape {vectors.shape}"
             raise InputError(p, f"the index holds {shape} and {stamps.dtype} stamps, expected float32 vectors of "
                                 f"{dim} dimensions and integer stamps; build it again")
-        structure = None if meta["kind"] == "exact" else structures.restore(
+        structure = None if meta["kind"] in structures.SCANS else structures.restore(
             arrays.get("graph"), meta["kind"], dim, len(meta["paths"]), vectors, p)
         try:
             compression = Compression(**meta["compression"]) if meta.get("compression") else None
