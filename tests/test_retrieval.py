@@ -160,16 +160,20 @@ def test_an_existing_file_that_is_not_an_index_is_not_overwritten(tmp_path, mode
     assert precious.read_text() == "keep me"
 
 
+def _synthetic(root, vectors: np.ndarray, kind: str) -> Index:
+    """An index of ``kind`` over made-up photo vectors (no model, no files)."""
+    n, dim = vectors.shape
+    info = {"identity": "x", "source": None, "backbone": "synthetic", "dim": dim, "photo_size": 1, "canvas": 1,
+            "selector": None}
+    return Index(root, [f"{i}.jpg" for i in range(n)], vectors, np.zeros((n, 2)), info, kind)
+
+
 def test_hnsw_finds_what_exact_search_finds(tmp_path):
     rng = np.random.default_rng(0)
     centres = rng.standard_normal((50, 32)).astype(np.float32)
     vectors = centres[rng.integers(50, size=3000)] + 0.3 * rng.standard_normal((3000, 32)).astype(np.float32)
     vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
-    info = {"identity": "x", "source": None, "backbone": "synthetic", "dim": 32, "photo_size": 1, "canvas": 1,
-            "selector": None}
-    paths = [f"{i}.jpg" for i in range(3000)]
-    exact = Index(tmp_path, paths, vectors, np.zeros((3000, 2)), info, "exact")
-    hnsw = Index(tmp_path, paths, vectors, np.zeros((3000, 2)), info, "hnsw")
+    exact, hnsw = _synthetic(tmp_path, vectors, "exact"), _synthetic(tmp_path, vectors, "hnsw")
     queries = vectors[:100] + 0.1 * rng.standard_normal((100, 32)).astype(np.float32)
     exact_ids, hnsw_ids = exact.search_vectors(queries, 10)[1], hnsw.search_vectors(queries, 10)[1]
     assert recall_at_k(exact_ids, exact_ids) == 1.0 and recall_at_k(hnsw_ids, exact_ids) >= 0.95
@@ -184,11 +188,7 @@ def test_the_fp16_scan_ranks_as_exact_search_does(tmp_path):
     rng = np.random.default_rng(1)
     vectors = rng.standard_normal((2000, 64)).astype(np.float32)
     vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
-    info = {"identity": "x", "source": None, "backbone": "synthetic", "dim": 64, "photo_size": 1, "canvas": 1,
-            "selector": None}
-    paths = [f"{i}.jpg" for i in range(2000)]
-    exact = Index(tmp_path, paths, vectors, np.zeros((2000, 2)), info, "exact")
-    half = Index(tmp_path, paths, vectors, np.zeros((2000, 2)), info, "fp16")
+    exact, half = _synthetic(tmp_path, vectors, "exact"), _synthetic(tmp_path, vectors, "fp16")
     queries = vectors[:50] + 0.2 * rng.standard_normal((50, 64)).astype(np.float32)
     (s_exact, i_exact), (s_half, i_half) = exact.search_vectors(queries, 10), half.search_vectors(queries, 10)
     assert recall_at_k(i_half, i_exact) >= 0.99 and np.array_equal(i_half[:, 0], i_exact[:, 0])
