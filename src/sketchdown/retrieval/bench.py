@@ -177,8 +177,7 @@ def targets(latency: list[dict], photos: int, kind: str) -> list[dict]:
     for key, start in (("query", "from the image"), ("query_strokes", "from strokes")):
         v2 = median("SketchyNetV2", "onnx", key)
         rows.append({"target": f"SketchyNetV2 on onnxruntime, query {start} over {photos:,} photos ({kind} index): "
-                               f"median <= "
-                               f"{TARGET_MS:g} ms", "value": v2, "met": None if v2 is None else v2 <= TARGET_MS})
+                               f"median <= {TARGET_MS:g} ms", "value": v2, "met": None if v2 is None else v2 <= TARGET_MS})
         for other, times in (("teacher", TARGET_SPEEDUP), ("SketchyNetV1", TARGET_V1_SPEEDUP)):
             for engine in ("torch", "onnx"):
                 a, b = median(other, engine, key), median("SketchyNetV2", engine, key)
