@@ -59,7 +59,7 @@ def test_render_real_chair_strokes_fast(chair_pickle):
 
 
 def test_drawing_is_pixel_for_pixel_pils_curve_joints(data, chair_pickle, monkeypatch):
-    """The students were trained on PIL's ``line(joint="curve")``; ``render._curve_line`` is its faster twin and
+    """The students were trained on PIL's ``line(joint="curve")``; ``render._curve_lines`` is its faster twin and
     must draw the same pixels: traced QMUL sketches with the traced pen and ChairV2 strokes with the default pens,
     at every canvas (pens of 1-16 supersampled pixels: no joints, joints, joints with gap lines)."""
     from sketchdown.data import render
@@ -67,15 +67,16 @@ def test_drawing_is_pixel_for_pixel_pils_curve_joints(data, chair_pickle, monkey
     from sketchdown.data.io import read_sketch, read_sketchx_pickle
     from sketchdown.data.strokes import trace
 
-    def pil(draw, points, width):
-        draw.line([tuple(p) for p in points], fill=0, width=width, joint="curve")
+    def pil(draw, lines, width):
+        for points in lines:
+            draw.line([tuple(p) for p in points], fill=0, width=width, joint="curve")
 
     traced = [trace(read_sketch(p)) for obj in ("shoes-v1", "chairs-v1")
               for p in load_set(obj, "test", data).sketches[:4]]
     drawn = list(read_sketchx_pickle(chair_pickle).values())[:8]
     cases = [(s, c, 1.0) for s in traced for c in CANVASES] + [(s, c, None) for s in drawn for c in CANVASES]
     ours = [render_strokes(s, c, w) for s, c, w in cases]
-    monkeypatch.setattr(render, "_curve_line", pil)
+    monkeypatch.setattr(render, "_curve_lines", pil)
     assert all(np.array_equal(a, render_strokes(s, c, w)) for a, (s, c, w) in zip(ours, cases))
 
 

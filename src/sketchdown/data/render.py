@@ -34,7 +34,7 @@ SUPERSAMPLE_PIXELS = 512  # supersample so the drawing grid is about this size (
 # Joints are PIL's ``line(joint="curve")``: a pie slice and a gap line per vertex for pens over 4 supersampled
 # pixels, which is most of the drawing time at 32 and 64 px. A disc per vertex was faster, but its drawing differs by
 # up to 12 grey levels at 64 px and moved one of 115 Shoe-V1 test queries of the shipped student; the students were
-# trained on PIL's joints, so ``_curve_line`` draws exactly those, without PIL's per-vertex Python wrappers.
+# trained on PIL's joints, so ``_curve_lines`` draws exactly those, with the angles of all vertices computed at once.
 SHRINK_METHODS = ("area", "maxink", "bilinear")  # resampling of the pixels
 TRACE_METHODS = ("trace", "trace-thin")
 RASTER_METHODS = (*SHRINK_METHODS, *TRACE_METHODS)
@@ -76,41 +76,51 @@ def render_strokes(sketch: Sketch, canvas: int, width: float | None = None) -> n
     draw = ImageDraw.Draw(img)
     pen = max(1, round(w * ss))
     r = pen / 2
-    for stroke in drawn:
-        pts = stroke + offset
-        if len(pts) > 1:
-            _curve_line(draw, pts.tolist(), pen)
-        for x, y in (pts[0], pts[-1]):  # round caps, and a dot for a single-point stroke
-            draw.ellipse((x - r, y - r, x + r, y + r), fill=0)
+    placed = [stroke + offset for stroke in drawn]
+    _curve_lines(draw, [p.astype(np.float64) for p in placed if len(p) > 1], pen)
+    ink = draw.draw.draw_ink(0)
+    for pts in placed:
+        for x, y in (pts[0], pts[-1]):  # round caps (float32 boxes, as ImageDraw.ellipse got), and single-point dots
+            draw.draw.draw_ellipse((x - r, y - r, x + r, y + r), ink, 1)
     return np.asarray(img.reduce(ss))
 
 
-def _curve_line(draw: ImageDraw.ImageDraw, points: list[list[float]], width: int) -> None:
-    """Black polyline, pixel for pixel what ``draw.line(points, fill=0, width=width, joint="curve")`` draws
-    (Pillow 13; tests/test_render.py compares the two on real sketches): the same pie slice per vertex that turns,
-    and for pens over 8 px the same 3 px gap line, handed straight to PIL's C drawing calls."""
+def _curve_lines(draw: ImageDraw.ImageDraw, lines: list[np.ndarray], width: int) -> None:
+    """Polylines (each N x 2 float64, N > 1) pixel for pixel as ``ImageDraw.line(points, width=width,
+    joint="curve")`` draws each (Pillow 13; tests/test_render.py compares the two on real sketches): the same pie
+    slice at every vertex that turns, and for pens over 8 px the same 3 px gap line. The angles of all vertices
+    of all lines are computed at once and only the drawing calls loop; every shape is the same ink, so the order
+    of drawing does not matter."""
     core = draw.draw
     ink = core.draw_ink(0)
-    core.draw_lines([tuple(p) for p in points], ink, width)
-    if width <= 4:
+    for line in lines:
+        core.draw_lines(line.ravel().tolist(), ink, width)
+    if width <= 4 or not lines:
         return
     half = width / 2 - 1
+    points = np.concatenate(lines)
+    owner = np.repeat(np.arange(len(lines)), [len(line) for line in lines])
+    step = np.diff(points, axis=0)
+    bearing = np.degrees(np.arctan2(step[:, 0], -step[:, 1])) % 360  # compass bearing of each segment
+    into, out = bearing[:-1], bearing[1:]  # of the segments into and out of each inner point
+    turns = np.flatnonzero((owner[:-2] == owner[2:]) & (into != out))  # vertices of one line that turn
+    into, out, (x, y) = into[turns], out[turns], points[1:-1][turns].T
+    flipped = ((out > into) & (out - 180 > into)) | ((out < into) & (out + 180 > into))
+    start = np.where(flipped, out + 90, into - 90) - 90
+    end = np.where(flipped, into + 90, out - 90) - 90
+    boxes = np.stack([x - half, y - half, x + half, y + half], axis=1).tolist()
+    for box, a, b in zip(boxes, start.tolist(), end.tolist()):
+        core.draw_pieslice(box, a, b, ink, 1)
+    if width <= 8:
+        return
+    side = np.where(flipped, 90, -90)
 
-    def rim(x: float, y: float, angle: float) -> tuple[float, float]:  # a point half a pen from (x, y), truncated
-        dx, dy = half * math.cos(math.radians(angle - 90)), half * math.sin(math.radians(angle - 90))
-        return x + (math.floor(dx) if dx > 0 else math.ceil(dx)), y + (math.floor(dy) if dy > 0 else math.ceil(dy))
+    def rim(angle: np.ndarray) -> np.ndarray:  # points half a pen from the vertices, the offsets truncated
+        theta = np.radians(angle - 90)
+        return np.stack([x + np.trunc(half * np.cos(theta)), y + np.trunc(half * np.sin(theta))], axis=1)
 
-    for (x0, y0), (x, y), (x1, y1) in zip(points, points[1:], points[2:]):
-        into = math.degrees(math.atan2(x - x0, y0 - y)) % 360  # compass bearing of the segment into the vertex
-        out = math.degrees(math.atan2(x1 - x, y - y1)) % 360  # and out of it
-        if into == out:
-            continue
-        flipped = (out > into and out - 180 > into) or (out < into and out + 180 > into)
-        start, end = (out + 90, into + 90) if flipped else (into - 90, out - 90)
-        core.draw_pieslice(((x - half, y - half), (x + half, y + half)), start - 90, end - 90, ink, 1)
-        if width > 8:
-            side = 90 if flipped else -90
-            core.draw_lines([rim(x, y, into + side), (x, y), rim(x, y, out + side)], ink, 3)
+    for gap in np.concatenate([rim(into + side), np.stack([x, y], axis=1), rim(out + side)], axis=1).tolist():
+        core.draw_lines(gap, ink, 3)
 
 
 def shrink_raster(raster: np.ndarray, canvas: int, method: str = DEFAULT_RASTER_METHOD) -> np.ndarray:
@@ -175,7 +185,8 @@ def to_tensor(canvas_img: np.ndarray) -> torch.Tensor:
     """uint8 grey canvas -> float 3xHxW in [0, 1] (grey repeated over RGB, as the backbones expect)."""
     import torch
 
-    return torch.tensor(canvas_img, dtype=torch.float32).div_(255.0).expand(3, -1, -1).contiguous()
+    grey = np.asarray(canvas_img, dtype=np.float32) / np.float32(255.0)  # the same floats as torch's div
+    return torch.from_numpy(np.repeat(grey[None], 3, axis=0))
 
 
 def rasterize(sketch: Sketch, size: int = REFERENCE_CANVAS) -> Sketch:

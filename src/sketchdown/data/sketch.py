@@ -8,6 +8,7 @@ white (255) paper and dark ink, as sketch PNGs are stored.
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -83,8 +84,7 @@ class Sketch:
     def to_points(self) -> np.ndarray:
         """SketchX-style (N, 3) absolute points with 1 at each stroke's last point."""
         self._need_vector("to_points")
-        rows = [np.concatenate([s, np.eye(1, len(s), len(s) - 1).T], axis=1) for s in self.strokes]
-        return np.concatenate(rows).astype(np.float32)
+        return stroke_points(self.strokes)
 
     def to_stroke3(self) -> np.ndarray:
         """sketch-rnn stroke-3: first row relative to the origin, then deltas."""
@@ -119,6 +119,14 @@ class Sketch:
     def _need_vector(self, what: str) -> None:
         if self.strokes is None:
             raise InputError(self.source, f"{what} needs a vector sketch; this one is a raster image")
+
+
+def stroke_points(strokes: Sequence[np.ndarray]) -> np.ndarray:
+    """(N, 3) float32 absolute points of non-empty (n, 2) strokes, with 1 at each stroke's last point."""
+    points = np.zeros((sum(len(s) for s in strokes), 3), dtype=np.float32)
+    points[:, :2] = np.concatenate(strokes)
+    points[np.cumsum([len(s) for s in strokes]) - 1, 2] = 1
+    return points
 
 
 def _numeric(values: object, source: str) -> np.ndarray:

@@ -26,7 +26,7 @@ from torch.nn.utils.rnn import pack_padded_sequence, pad_sequence
 from torch.utils.flop_counter import FlopCounterMode
 
 from ..data.render import CANVASES, DEFAULT_RASTER_METHOD, to_canvas
-from ..data.sketch import Sketch
+from ..data.sketch import Sketch, stroke_points
 from ..data.strokes import rdp_strokes, trace
 from ..errors import InputError
 from ..eval.flops import count_flops, count_params
@@ -147,7 +147,7 @@ def stroke_sequence(sketch: Sketch, epsilon: float, max_points: int) -> np.ndarr
     centre = np.array([(x0 + x1) / 2, (y0 + y1) / 2], dtype=np.float32)
     span = max(x1 - x0, y1 - y0, 1e-6)
     strokes = rdp_strokes([(s - centre) / span for s in sketch.strokes], epsilon)
-    seq = Sketch(strokes=tuple(strokes), source=sketch.source).to_points()
+    seq = stroke_points(strokes)
     if len(seq) > max_points:
         keep = np.unique(np.linspace(0, len(seq) - 1, max_points).round().astype(int))
         pen = np.maximum.reduceat(seq[:, 2], keep)
