@@ -66,6 +66,12 @@ def get_args_parser() -> argparse.ArgumentParser:
     p.add_argument("--kinds", nargs="+", choices=KINDS, default=list(KINDS))
     p.add_argument("--lambdas", type=float, nargs="+", default=[0.0, 0.05, 0.1, 0.2, 0.3, 0.4, 0.5, 0.7])
     p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2], help="policy seeds at the chosen lambda_F")
+    p.add_argument("--canvases", type=int, nargs="+", default=list(SelectConfig.canvases),
+                   help="the canvases the selectors choose from (a raster policy reads the smallest; give a --banks "
+                        "folder of its own: the banks are made at these canvases)")
+    p.add_argument("--crossfit-gallery", choices=("pool", "unseen"), default="pool",
+                   help="what the cross-fitting runs rank their held-out sketches among: every training photo "
+                        "(pool) or only the photos the run never trained on (unseen); give a --banks folder of its own")
     p.add_argument("--budget-gflops", type=float, default=0.26, help="validation cost budget for choosing lambda_F "
                                                                      "(a third of MobileNetV2 at 256)")
     p.add_argument("--epochs", type=int, default=SelectConfig.epochs)
@@ -163,7 +169,8 @@ def run_set(spec: str, student_spec: str, pattern: str, args: argparse.Namespace
     if not folds and not val_rewards:
         raise SystemExit(f"{spec}: no cross-fitting runs match {pattern!r}")
     cfg = with_student_settings(SelectConfig(student=student_spec, set=spec, data=args.data, crossfit=folds,
-                                             val_rewards=val_rewards, epochs=args.epochs, limit=args.limit))
+                                             val_rewards=val_rewards, epochs=args.epochs, limit=args.limit,
+                                             canvases=tuple(args.canvases), crossfit_gallery=args.crossfit_gallery))
     student = load_model(student_spec)
     folder = args.banks / spec
     banks = banks_for(cfg, student, folder)

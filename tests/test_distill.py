@@ -222,6 +222,48 @@ def test_unpaired_sketches_pulled_onto_the_students_own_largest_canvas(tmp_path,
     assert abs(mine - theirs) > 1e-3  # the two targets differ, so the check above tells them apart
 
 
+def test_unpaired_sketches_through_running_statistics_leave_them_to_the_paired(data, chair_pickle, tiny_teacher):
+    """``unpaired_bn="running"``: the unpaired sketches pass the batch norms in eval mode, so a step moves the
+    running statistics exactly as the same step without them does (with "batch" they move them too), and the
+    logged pull is the distance between eval-mode embeddings."""
+    from torch.utils.data import default_collate
+
+    from sketchdown.data.datasets import SketchViews, unpaired_sketches
+    from sketchdown.train.distill import WithSampled, distill_step, student_from_teacher
+    from sketchdown.train.triplet import embedders
+
+    teacher = load_model(tiny_teacher / "best.pt").eval()
+    ds = WithSampled(_triplets(data), "unpaired", SketchViews(unpaired_sketches(chair_pickle)[:6], (32, 64), False,
+                                                              "trace"), 3)
+    batch = default_collate([ds[i] for i in range(4)])
+    paired = {k: v for k, v in batch.items() if k != "unpaired"}
+
+    def stats_after(bn: str, b: dict) -> tuple[list[torch.Tensor], dict, torch.nn.Module]:
+        cfg = DistillConfig(canvases=(32, 64), eval_canvas=64, relation="batch", teacher=str(tiny_teacher),
+                            student_init="teacher", photo_tower="own", unpaired=str(chair_pickle),
+                            unpaired_target="self", unpaired_bn=bn, unpaired_weight=0.5, **TINY, data=str(data))
+        torch.manual_seed(0)
+        student = student_from_teacher(cfg, teacher).train()
+        torch.manual_seed(0)
+        _, logs = distill_step(cfg, 0, teacher, 64)(student, b)
+        return [b.clone() for n, b in student.named_buffers() if "mean" in n], logs, \
+            student
+
+    alone, _, _ = stats_after("running", paired)
+    running, logs, student = stats_after("running", batch)
+    moved, _, _ = stats_after("batch", batch)
+    assert all(torch.equal(a, b) for a, b in zip(alone, running))
+    assert not all(torch.equal(a, b) for a, b in zip(alone, moved))
+    embed_sketch, _ = embedders(student.eval(), 0)
+    with torch.no_grad():
+        views = batch["unpaired"]
+        pull = (embed_sketch(views[32]) - embed_sketch(views[64])).pow(2).sum(1).mean()
+    assert logs["unpaired"] == pytest.approx(0.5 * pull.item(), rel=1e-4)
+    assert [m.training for m in student.train().modules()] == [True] * len(list(student.modules()))
+    with pytest.raises(ValueError, match="unpaired_bn"):
+        DistillConfig(teacher=str(tiny_teacher), unpaired_bn="frozen", **TINY, data=str(data))
+
+
 def test_design_a_from_the_teacher_learns_from_photos_without_sketches(tmp_path, data, monkeypatch, tiny_teacher):
     """Design (a) with both towers starting as the teacher's: both train (the photo tower leaves the teacher's
     weights), and photos without sketches add the teacher's photo-photo distances, which the student learns."""

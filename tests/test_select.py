@@ -306,6 +306,26 @@ def test_cross_fitting_folds_leave_out_each_training_sketch_exactly_once(data):
                                                                            for h in held]) == everything
 
 
+def test_an_unseen_fold_gallery_holds_only_photos_its_run_never_trained_on(data):
+    """``crossfit_gallery="unseen"``: the held-out sketches are ranked among their fold's photos and the
+    validation's, none of which the fold run trained on; the sketches and their photos are those of "pool"."""
+    from sketchdown.train.configs import TrainConfig
+    from sketchdown.train.triplet import build_sets, held_out_fold
+
+    for fold in range(3):
+        cfg = TrainConfig(train_sets=("chairs-v1",), data=str(data), folds=3, fold=fold)
+        train, val, _ = build_sets(cfg)
+        pool, unseen = held_out_fold(cfg), held_out_fold(cfg, "unseen")
+        gallery = {p.resolve() for p in unseen.photos}
+        assert not gallery & {p.resolve() for p in train.photos}
+        assert {p.resolve() for p in val.photos} <= gallery
+        assert len(gallery) == len(unseen.photos) == len({pool.photos[t] for t in pool.targets}) + len(val.photos)
+        assert [str(s) for s in unseen.sketches] == [str(s) for s in pool.sketches]
+        assert [unseen.photos[t] for t in unseen.targets] == [pool.photos[t] for t in pool.targets]
+    with pytest.raises(ValueError, match="gallery"):
+        held_out_fold(cfg, "test")
+
+
 def test_select_trains_a_cascade_on_a_cross_fitted_bank(tmp_path, data):
     runs = []
     for fold in range(2):

@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING
 
 from ..config import validate
 from ..data.render import CANVASES, DEFAULT_RASTER_METHOD, RASTER_METHODS
+from ..train.configs import FOLD_GALLERIES
 
 if TYPE_CHECKING:
     from .cascade import CascadeConfig
@@ -32,6 +33,11 @@ class SelectConfig:
                                                                     "it left out, and together they are the train "
                                                                     "bank (default: the student's own training "
                                                                     "sketches)"})
+    crossfit_gallery: str = field(default="pool", metadata={"help": "the photos each cross-fitting run ranks its "
+                                                                    "held-out sketches among: pool (every training "
+                                                                    "photo, most of which it trained on) or unseen "
+                                                                    "(only those it never trained on: the fold's and "
+                                                                    "the validation's)"})
     val_rewards: bool = field(default=False, metadata={"help": "without cross-fitting runs: fit the selector on "
                                                                "the sketches of half the validation photos (never "
                                                                "trained on by the student) and choose on the other "
@@ -62,6 +68,8 @@ class SelectConfig:
         validate(self)
         if self.val_rewards and self.crossfit:
             raise ValueError("val_rewards and crossfit are two sources of the train bank: give one")
+        if self.crossfit_gallery not in FOLD_GALLERIES:
+            raise ValueError(f"crossfit_gallery must be one of {FOLD_GALLERIES}")
         if self.baseline not in BASELINES:
             raise ValueError(f"baseline must be one of {BASELINES}")
         if self.raster_method not in (None, *RASTER_METHODS):

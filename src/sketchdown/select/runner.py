@@ -138,7 +138,7 @@ def banks_for(cfg: SelectConfig, student: Model, folder: str | Path,
             fold_cfg = fold_config(run)
             if (leak := teacher_leak(fold_cfg)) is not None:
                 warnings.warn(f"{run}: {leak}; its rewards are optimistic for the held-out sketches", stacklevel=2)
-            rset = held_out_fold(fold_cfg)
+            rset = held_out_fold(fold_cfg, cfg.crossfit_gallery)
             if cfg.limit:
                 rset = head(rset, cfg.limit)
             if fold_cfg.raster_method != cfg.raster_method:

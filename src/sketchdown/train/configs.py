@@ -107,6 +107,8 @@ class TrainConfig:
 RELATIONS = ("triplet", "batch")
 PHOTO_TOWERS = ("own", "teacher")
 UNPAIRED_TARGETS = ("teacher", "self")
+UNPAIRED_BN = ("batch", "running")
+FOLD_GALLERIES = ("pool", "unseen")  # what a cross-fitting run's held-out sketches are ranked among (held_out_fold)
 
 
 @dataclass(frozen=True)
@@ -147,6 +149,12 @@ class DistillConfig(TrainConfig):
                                                                       "one) or self (the student's own embedding at "
                                                                       "the teacher's canvas, without its gradient: "
                                                                       "the canvases agree in any design)"})
+    unpaired_bn: str = field(default="batch", metadata={"help": "how the unpaired sketches pass the student's batch "
+                                                                "norms: batch (train mode: normalised by their own "
+                                                                "batch, which also moves the running statistics the "
+                                                                "student is tested with) or running (eval mode: by "
+                                                                "the running statistics, which then only the paired "
+                                                                "sketches move)"})
     unpaired_weight: float = field(default=1.0, metadata={"help": "weight of the unpaired sketches' squared "
                                                                   "distance (added to the loss)"})
 
@@ -171,6 +179,8 @@ class DistillConfig(TrainConfig):
             raise ValueError(f"photo_tower must be one of {PHOTO_TOWERS} and student_init weights or teacher")
         if self.unpaired_target not in UNPAIRED_TARGETS:
             raise ValueError(f"unpaired_target must be one of {UNPAIRED_TARGETS}")
+        if self.unpaired_bn not in UNPAIRED_BN:
+            raise ValueError(f"unpaired_bn must be one of {UNPAIRED_BN}")
         if self.unpaired and self.unpaired_target == "teacher" and self.photo_tower != "teacher":
             raise ValueError("unpaired sketches pulled onto the teacher's embedding need photo_tower=teacher, where "
                              "the teacher's space is the student's; with photo_tower=own use unpaired_target=self")

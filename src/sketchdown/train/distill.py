@@ -20,6 +20,8 @@ and the student's views are the same images: same view seed), so a step costs on
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager, nullcontext
 from pathlib import Path
 
 import copy
@@ -184,6 +186,19 @@ def student_from_teacher(cfg: DistillConfig, teacher: Model) -> TwinNet:
     return TwinNet(sketch.requires_grad_(True), photo)
 
 
+@contextmanager
+def running_statistics(model: torch.nn.Module) -> Iterator[None]:
+    """Inside the block the batch norms normalise by their running statistics and leave them as they are (eval
+    mode); every module gets back its own mode after (frozen blocks stay in eval)."""
+    modes = [(m, m.training) for m in model.modules()]
+    model.eval()
+    try:
+        yield
+    finally:
+        for m, training in modes:
+            m.training = training
+
+
 def distill_step(cfg: DistillConfig, from_block: int, teacher: Model, teacher_canvas: int):
     """Per-batch student loss; teacher embeddings come from the batch (cached) or the frozen teacher, which sees
     the sketch at ``teacher_canvas`` (one of the batch's canvases). With the teacher's own photo tower in the
@@ -234,10 +249,12 @@ def distill_step(cfg: DistillConfig, from_block: int, teacher: Model, teacher_ca
         loss = cfg.lam * tri + (1 - cfg.lam) * rkd
         if "unpaired" in batch:  # sketches without photos: each small canvas onto the embedding at the teacher's
             views = batch["unpaired"]
-            with torch.no_grad():
-                anchor = embed_sketch if cfg.unpaired_target == "self" else teacher.encode_sketch
-                target = anchor(views[teacher_canvas]).float()
-            terms = [(embed_sketch(views[c]) - target).pow(2).sum(1).mean() for c in views if c != teacher_canvas]
+            with running_statistics(model) if cfg.unpaired_bn == "running" else nullcontext():
+                with torch.no_grad():
+                    anchor = embed_sketch if cfg.unpaired_target == "self" else teacher.encode_sketch
+                    target = anchor(views[teacher_canvas]).float()
+                terms = [(embed_sketch(views[c]) - target).pow(2).sum(1).mean() for c in views
+                         if c != teacher_canvas]
             unp = cfg.unpaired_weight * torch.stack(terms).mean()
             loss = loss + unp
             logs["unpaired"] = unp.item()

@@ -16,7 +16,7 @@ from ..losses import triplet_loss
 from ..models.embed import EmbeddingNet, Model
 from ..models.precision import evaluation
 from .cache import CachedTriplets, trunk_views, validate_cached
-from .configs import TrainConfig
+from .configs import FOLD_GALLERIES, TrainConfig
 from . import distributed
 from .loop import ValidateFn, fit, start_run, test_best
 
@@ -52,14 +52,20 @@ def build_sets(cfg: TrainConfig) -> tuple[RetrievalSet, RetrievalSet, RetrievalS
     return train, val, test
 
 
-def held_out_fold(cfg: TrainConfig) -> RetrievalSet:
+def held_out_fold(cfg: TrainConfig, gallery: str = "pool") -> RetrievalSet:
     """The sketches a cross-fitting run (``folds``) left out of its training, each to be ranked among every photo
-    of its train sets (a gallery the size of the real one, not just the fold's photos)."""
+    of its train sets (``pool``: a gallery the size of the training pool, of which the run pulled most photos onto
+    their own sketches) or among the photos the run never trained on (``unseen``: the fold's and the validation's,
+    new to it as a real catalogue's photos are to the shipped student)."""
     if not cfg.folds:
         raise SketchdownError("not a cross-fitting run: it was trained without --folds")
+    if gallery not in FOLD_GALLERIES:
+        raise ValueError(f"gallery must be one of {FOLD_GALLERIES}, got {gallery!r}")
     pool = train_pool(cfg)
-    held = hold_out(pool, cfg.val_fraction)[0].fold_split(cfg.fold, cfg.folds)[1]
-    return held.among(pool, f"{pool.name}:fold{cfg.fold}of{cfg.folds}")
+    train, val = hold_out(pool, cfg.val_fraction)
+    held = train.fold_split(cfg.fold, cfg.folds)[1]
+    name = f"{pool.name}:fold{cfg.fold}of{cfg.folds}"
+    return held.among(pool, name) if gallery == "pool" else held.among(held.concat(val), f"{name}:unseen")
 
 
 def embedders(model: Model, from_block: int):
