@@ -72,6 +72,9 @@ def get_args_parser() -> argparse.ArgumentParser:
     p.add_argument("--crossfit-gallery", choices=("pool", "unseen"), default="pool",
                    help="what the cross-fitting runs rank their held-out sketches among: every training photo "
                         "(pool) or only the photos the run never trained on (unseen); give a --banks folder of its own")
+    p.add_argument("--val-gallery", choices=("pool", "unseen"), default="pool",
+                   help="what the validation sketches are ranked among: every training photo (pool) or the "
+                        "validation photos alone (unseen)")
     p.add_argument("--budget-gflops", type=float, default=0.26, help="validation cost budget for choosing lambda_F "
                                                                      "(a third of MobileNetV2 at 256)")
     p.add_argument("--epochs", type=int, default=SelectConfig.epochs)
@@ -170,7 +173,8 @@ def run_set(spec: str, student_spec: str, pattern: str, args: argparse.Namespace
         raise SystemExit(f"{spec}: no cross-fitting runs match {pattern!r}")
     cfg = with_student_settings(SelectConfig(student=student_spec, set=spec, data=args.data, crossfit=folds,
                                              val_rewards=val_rewards, epochs=args.epochs, limit=args.limit,
-                                             canvases=tuple(args.canvases), crossfit_gallery=args.crossfit_gallery))
+                                             canvases=tuple(args.canvases), crossfit_gallery=args.crossfit_gallery,
+                                             val_gallery=args.val_gallery))
     student = load_model(student_spec)
     folder = args.banks / spec
     banks = banks_for(cfg, student, folder)

@@ -358,7 +358,9 @@ def test_validation_rewards_come_from_photos_the_student_never_trained_on(data):
     own = {s.resolve() for s in normal["val"].sketches}
     fit, choose = ({s.resolve() for s in halves[k].sketches} for k in ("train", "val"))
     assert fit and choose and not fit & choose and fit | choose == own  # the validation sketches, halved
-    for rset in (halves["train"], halves["val"]):
+    unseen = split_sets(SelectConfig(set="chairs-v1", data=str(data), val_gallery="unseen"))["val"]
+    assert {s.resolve() for s in unseen.sketches} == own and len(normal["val"].photos) == 200
+    for rset in (halves["train"], halves["val"], unseen):
         assert len(rset.photos) == 30  # ranked among the validation photos, all of them
         assert not {p.resolve() for p in rset.photos} & trained  # never a photo the student saw
     with pytest.raises(ValueError, match="give one"):

@@ -10,7 +10,6 @@ reading and drawing a vector sketch works without loading it.
 
 from __future__ import annotations
 
-import math
 from typing import TYPE_CHECKING
 
 import numpy as np

@@ -38,6 +38,10 @@ class SelectConfig:
                                                                     "photo, most of which it trained on) or unseen "
                                                                     "(only those it never trained on: the fold's and "
                                                                     "the validation's)"})
+    val_gallery: str = field(default="pool", metadata={"help": "the photos the validation sketches (which choose "
+                                                               "lambda_F and the selector) are ranked among: pool "
+                                                               "(every training photo, most of which the student "
+                                                               "trained on) or unseen (the validation photos alone)"})
     val_rewards: bool = field(default=False, metadata={"help": "without cross-fitting runs: fit the selector on "
                                                                "the sketches of half the validation photos (never "
                                                                "trained on by the student) and choose on the other "
@@ -68,8 +72,8 @@ class SelectConfig:
         validate(self)
         if self.val_rewards and self.crossfit:
             raise ValueError("val_rewards and crossfit are two sources of the train bank: give one")
-        if self.crossfit_gallery not in FOLD_GALLERIES:
-            raise ValueError(f"crossfit_gallery must be one of {FOLD_GALLERIES}")
+        if self.crossfit_gallery not in FOLD_GALLERIES or self.val_gallery not in FOLD_GALLERIES:
+            raise ValueError(f"crossfit_gallery and val_gallery must be one of {FOLD_GALLERIES}")
         if self.baseline not in BASELINES:
             raise ValueError(f"baseline must be one of {BASELINES}")
         if self.raster_method not in (None, *RASTER_METHODS):

@@ -57,8 +57,10 @@ def student_pool(cfg: SelectConfig) -> tuple[RetrievalSet, float]:
 
 def split_sets(cfg: SelectConfig) -> dict[str, RetrievalSet]:
     """train / val (held out of the student's training pool by photo, as its own validation) / test. Validation
-    sketches are ranked among every training photo, like the cross-fitted folds: a gallery of the held-out photos
-    alone (30 on Chair-V1) gives top-1 margins, and so cascade decisions and costs, unlike any real catalogue's.
+    sketches are ranked among every training photo (``val_gallery="pool"``), like the cross-fitted folds by default:
+    a gallery of the held-out photos alone (``"unseen"``, 30 on Chair-V1) gives top-1 margins, and so cascade
+    decisions and costs, unlike a larger catalogue's, but the photos the student trained on outrank a new sketch's
+    own far more often than new photos do.
     With ``val_rewards`` the validation photos are halved: the sketches of one half are the train bank, the other
     half's the validation bank, each ranked among all the validation photos, which the student never saw (among
     its training photos, which it pulled onto their own sketches, a new sketch's photo is outranked far more often
@@ -68,7 +70,7 @@ def split_sets(cfg: SelectConfig) -> dict[str, RetrievalSet]:
     if cfg.val_rewards:
         fit, choose = val.split_by_photo(0.5, seed=1)
         train, val = fit.among(val, f"{val.name}:fit"), choose.among(val, f"{val.name}:choose")
-    else:
+    elif cfg.val_gallery == "pool":
         val = val.among(pool)
     sets = {"train": train, "val": val, "test": load_set(cfg.set, "test", cfg.data)}
     return {k: head(v, cfg.limit) for k, v in sets.items()} if cfg.limit else sets
