@@ -51,6 +51,7 @@ from sketchdown.select.policy import save_policy
 from sketchdown.select.reinforce import (SelectConfig, headroom, oracle_acc1_at, oracle_actions, random_at,
                                         references, report)
 from sketchdown.select.runner import banks_for, fit_policy, split_sets, with_student_settings
+from sketchdown.train.configs import FOLD_GALLERIES
 from tables import render, rewards_table, selector_results
 
 KINDS = ("vector", "raster", "cascade")
@@ -69,10 +70,10 @@ def get_args_parser() -> argparse.ArgumentParser:
     p.add_argument("--canvases", type=int, nargs="+", default=list(SelectConfig.canvases),
                    help="the canvases the selectors choose from (a raster policy reads the smallest; give a --banks "
                         "folder of its own: the banks are made at these canvases)")
-    p.add_argument("--crossfit-gallery", choices=("pool", "unseen"), default="pool",
+    p.add_argument("--crossfit-gallery", choices=FOLD_GALLERIES, default="pool",
                    help="what the cross-fitting runs rank their held-out sketches among: every training photo "
                         "(pool) or only the photos the run never trained on (unseen); give a --banks folder of its own")
-    p.add_argument("--val-gallery", choices=("pool", "unseen"), default="pool",
+    p.add_argument("--val-gallery", choices=FOLD_GALLERIES, default="pool",
                    help="what the validation sketches are ranked among: every training photo (pool) or the "
                         "validation photos alone (unseen)")
     p.add_argument("--budget-gflops", type=float, default=0.26, help="validation cost budget for choosing lambda_F "
