@@ -1,10 +1,10 @@
 """A searchable photo catalogue: a unit vector per photo, the identity of the model that made them, a faiss index.
 
 Inner-product search scans every photo's vector, in half precision by default (``fp16``; ``exact`` on request).
-Past ``HNSW_THRESHOLD`` photos (or on request) an HNSW graph answers instead; for catalogues past what memory holds as floats, IVF-PQ (``structures``) keeps a few dozen
-bytes a photo and no raw vectors; ``recall_at_k`` measures what either misses against exact search. The file is
-one NumPy .npz archive (no pickles) written atomically; it records the model's identity, so searching with another
-model is refused instead of returning wrong neighbours.
+Past ``HNSW_THRESHOLD`` photos (or on request) an HNSW graph answers instead; for catalogues past what memory holds
+as floats, IVF-PQ (``structures``) keeps a few dozen bytes a photo and no raw vectors; ``recall_at_k`` measures
+what either misses against exact search. The file is one NumPy .npz archive (no pickles) written atomically; it
+records the model's identity, so searching with another model is refused instead of returning wrong neighbours.
 
 A catalogue can be encoded in shards, by independent jobs (``shard=(i, n)``: every n-th photo from the i-th) or by
 the ranks of a torchrun launch, and the shards joined with ``Index.merge`` into the index one job would have made.
