@@ -81,3 +81,35 @@ def test_bad_sets_get_clear_errors(tmp_path):
         load_set(str(tmp_path / "nowhere"), "test")
     with pytest.raises(InputError):
         RetrievalSet("empty", [], [], [])
+
+
+def test_stroke_shift_moves_each_stroke_on_its_own():
+    from sketchdown.data.sketch import Sketch
+    from sketchdown.data.transforms import SKETCH_AUGMENTS, SketchAugment, augment_vector
+
+    strokes = tuple(np.array([[10.0 + 40 * i, 20.0], [30.0 + 40 * i, 60.0], [20.0 + 40 * i, 90.0]], np.float32)
+                    for i in range(5))
+    sketch = Sketch(strokes=strokes, width=256, height=256)
+    still = dict(degrees=0.0, scale=(1.0, 1.0), shift=0.0, flip=0.0, stroke_drop=0.0)
+    torch.manual_seed(0)
+    offsets = [o - s for o, s in zip(augment_vector(sketch, SketchAugment(**still, stroke_shift=0.02)).strokes,
+                                     strokes)]
+    for d in offsets:  # a rigid move per stroke, within 2% of the frame
+        assert np.allclose(d, d[0], atol=1e-4) and np.abs(d[0]).max() <= 0.02 * 256 + 1e-4
+    assert len({tuple(np.round(d[0], 3)) for d in offsets}) == len(strokes)
+    torch.manual_seed(0)
+    unshifted = augment_vector(sketch, SketchAugment(**still, stroke_shift=0.0)).strokes
+    assert all(np.allclose(a, b) for a, b in zip(unshifted, strokes))
+    standard, strong = SKETCH_AUGMENTS["standard"], SKETCH_AUGMENTS["strong"]
+    assert standard.stroke_shift == 0 and strong.stroke_shift > 0 and strong.degrees > standard.degrees
+
+
+def test_strong_sketch_augmentation_is_deterministic_and_differs(data):
+    rset = load_set("chairs-v1", "test", data)
+    standard = TripletDataset(rset, canvases=(64,), photo_size=32, seed=3, raster_method="trace")
+    strong = TripletDataset(rset, canvases=(64,), photo_size=32, seed=3, raster_method="trace",
+                            sketch_augment="strong")
+    assert torch.equal(strong[2]["sketch"][64], strong[2]["sketch"][64])
+    assert not torch.equal(strong[2]["sketch"][64], standard[2]["sketch"][64])
+    with pytest.raises(ValueError, match="standard"):
+        TripletDataset(rset, canvases=(64,), sketch_augment="wild")

@@ -185,6 +185,37 @@ def test_canvas_statistics_keep_each_canvas_apart():
         create_model(canvas_stats=(32, 64))
 
 
+def test_canvas_affine_gives_each_canvas_its_own_scale_and_shift(tmp_path):
+    """With ``canvas_affine`` a canvas is normalised with its own batch-norm scale and shift, a step at one canvas
+    moves only that canvas's row, and the layout survives a save and load (earlier configs hash as before)."""
+    from sketchdown.models.canvas_norm import CanvasBatchNorm2d
+    from sketchdown.models.embed import config_dict
+
+    torch.manual_seed(0)
+    model = create_model(weights="none", branches="untied", canvas_stats=(32, 64), canvas_affine=True)
+    norms = [m for m in model.sketch.modules() if isinstance(m, CanvasBatchNorm2d)]
+    assert all(n.canvas_weight.shape == (2, n.num_features) for n in norms)
+    extra = sum(2 * n.num_features for n in norms)  # one more scale and shift row per layer
+    assert sum(p.numel() for p in model.sketch.parameters()) == sum(p.numel() for p in model.photo.parameters()) + extra
+    model.train()
+    model.encode_sketch(torch.rand(4, 3, 32, 32)).sum().backward()
+    assert norms[0].canvas_weight.grad[0].abs().sum() > 0 and not norms[0].canvas_weight.grad[1].any()
+    model.eval()
+    with torch.no_grad():
+        x = torch.rand(2, 3, 64, 64)
+        a = model.encode_sketch(x)
+        norms[-1].canvas_bias[0] += 0.5  # 32's shift does not touch a 64 px input ...
+        assert torch.allclose(model.encode_sketch(x), a, atol=1e-6)
+        norms[-1].canvas_bias[1] += 0.5  # ... 64's does
+        assert not torch.allclose(model.encode_sketch(x), a)
+    save_checkpoint(tmp_path / "m.pt", model)
+    loaded = load_model(tmp_path / "m.pt").eval()
+    assert loaded.sketch.config.canvas_affine and torch.allclose(loaded.encode_sketch(x), model.encode_sketch(x))
+    assert "canvas_affine" not in config_dict(create_model(weights="none", branches="untied").config)["sketch"]
+    with pytest.raises(ValueError, match="canvas_affine needs canvas_stats"):
+        create_model(weights="none", branches="untied", canvas_affine=True)
+
+
 def test_an_ensemble_of_untied_models_saves_and_loads(tmp_path):
     from sketchdown.models.embed import EnsembleNet, TwinNet, save_ensemble
 

@@ -98,26 +98,32 @@ def test_two_tower_models_export_both_towers_in_one_file(branches):
     assert np.abs(engine(x, "sketch") - engine(x, "photo")).max() > 1e-3  # two towers, not one served twice
 
 
-@pytest.mark.parametrize("canvas_stats", [(32, 64, 128), (64,)])
-def test_per_canvas_statistics_follow_the_canvas_in_onnx_too(canvas_stats):
+@pytest.mark.parametrize("canvas_stats,affine", [((32, 64, 128), False), ((64,), False), ((32, 64, 128), True)])
+def test_per_canvas_statistics_follow_the_canvas_in_onnx_too(canvas_stats, affine):
     """The canvas slot is computed from the input's shape inside the graph, not baked in at the export size."""
     from sketchdown.models.canvas_norm import CanvasBatchNorm2d
     from sketchdown.models.embed import create_model
     from sketchdown.retrieval.encoder import Retriever
 
     torch.manual_seed(0)
-    twin = create_model("mobilenet_v2", weights="none", branches="untied", canvas_stats=canvas_stats)
+    twin = create_model("mobilenet_v2", weights="none", branches="untied", canvas_stats=canvas_stats,
+                        canvas_affine=affine)
     for norm in (m for m in twin.sketch.modules() if isinstance(m, CanvasBatchNorm2d)):
         norm.canvas_mean[0] += 0.5  # make the first canvas's statistics differ from the others
         norm.canvas_var[-1] *= 2.0
+        if affine:  # and its scale and shift
+            with torch.no_grad():
+                norm.canvas_weight[0] *= 1.5
+                norm.canvas_bias[-1] += 0.2
     retriever = Retriever(twin.eval(), 64, 64)
     rows = verify_onnx(retriever, export_onnx(retriever))  # raises beyond the tolerance
     assert {r["side"] for r in rows if r["branch"] == "sketch"} >= set(canvas_stats)  # every canvas with statistics
 
 
-def test_per_canvas_statistics_fold_into_the_convolutions_and_the_weights_are_stored_once(tmp_path):
-    """One graph per canvas, its statistics constants: onnxruntime's optimised graph has no batch norm left, and
-    the file is not one copy of the sketch tower per canvas."""
+@pytest.mark.parametrize("affine", [False, True])
+def test_per_canvas_statistics_fold_into_the_convolutions_and_the_weights_are_stored_once(tmp_path, affine):
+    """One graph per canvas, its statistics (and scale and shift) constants: onnxruntime's optimised graph has no
+    batch norm left, and the file is not one copy of the sketch tower per canvas."""
     import onnx
     import onnxruntime as ort
 
@@ -127,7 +133,8 @@ def test_per_canvas_statistics_fold_into_the_convolutions_and_the_weights_are_st
 
     def export(canvas_stats: tuple[int, ...]) -> bytes:
         torch.manual_seed(0)
-        twin = create_model("mobilenet_v2", weights="none", branches="untied", canvas_stats=canvas_stats)
+        twin = create_model("mobilenet_v2", weights="none", branches="untied", canvas_stats=canvas_stats,
+                            canvas_affine=affine and bool(canvas_stats))
         return export_onnx(Retriever(twin.eval(), 64, 64))
 
     plain, per_canvas = export(()), export((32, 64, 128, 256))

@@ -92,6 +92,9 @@ def test_config_errors_are_clear(tmp_path):
     (tmp_path / "bad2.yaml").write_text("mining: hardest\n")
     with pytest.raises(InputError, match="mining"):
         from_sources(TrainConfig, tmp_path / "bad2.yaml")
+    (tmp_path / "bad3.yaml").write_text("sketch_augment: wild\n")
+    with pytest.raises(InputError, match="sketch_augment must be one of"):
+        from_sources(TrainConfig, tmp_path / "bad3.yaml")
 
 
 @pytest.mark.parametrize("backbone,k", [("mobilenet_v2", 7), ("efficientnet_lite0", 4), ("vgg16", 28)])

@@ -22,7 +22,8 @@ from . import io
 from .render import (CANVASES, DEFAULT_RASTER_METHOD, REFERENCE_CANVAS, TRACED_LINE_WIDTH, prepare, render_strokes,
                      to_canvas, to_tensor)
 from .sketch import Sketch
-from .transforms import augment_raster, augment_vector, photo_augmenter, photo_to_tensor, raster_augmenter
+from .transforms import (SKETCH_AUGMENTS, augment_raster, augment_vector, photo_augmenter, photo_to_tensor,
+                         raster_augmenter)
 
 PHOTO_SIZE = 256
 
@@ -188,14 +189,17 @@ def item_seed(*parts: int) -> int:
 
 
 class SketchViews:
-    """Sketches drawn at every canvas, augmented with torch's random state as it stands (callers seed it); each
-    decoded, and traced for the ``trace`` raster method, once."""
+    """Sketches drawn at every canvas, augmented (at the ``SKETCH_AUGMENTS`` strength named) with torch's random
+    state as it stands (callers seed it); each decoded, and traced for the ``trace`` raster method, once."""
 
     def __init__(self, sketches: list[Path | Sketch], canvases: tuple[int, ...], augment: bool = True,
-                 raster_method: str = DEFAULT_RASTER_METHOD) -> None:
+                 raster_method: str = DEFAULT_RASTER_METHOD, strength: str = "standard") -> None:
         self.sketches, self.canvases = sketches, tuple(canvases)
         self.augment, self.raster_method = augment, raster_method
-        self._raster_aug = raster_augmenter()
+        if strength not in SKETCH_AUGMENTS:
+            raise ValueError(f"sketch augmentation strength must be one of {tuple(SKETCH_AUGMENTS)}, not {strength!r}")
+        self._aug = SKETCH_AUGMENTS[strength]
+        self._raster_aug = raster_augmenter(self._aug)
         self._prepared: dict[int, Sketch] = {}
 
     def __len__(self) -> int:
@@ -206,7 +210,7 @@ class SketchViews:
             self._prepared[i] = prepare(load_sketch(self.sketches[i]), self.raster_method)
         sketch = self._prepared[i]
         if self.augment:
-            sketch = augment_vector(sketch) if sketch.is_vector else augment_raster(sketch, self._raster_aug)
+            sketch = augment_vector(sketch, self._aug) if sketch.is_vector else augment_raster(sketch, self._raster_aug)
         return {c: to_tensor(to_canvas(sketch, c, self.raster_method)) for c in self.canvases}
 
 
@@ -254,12 +258,14 @@ class TripletDataset(Dataset):
     """
 
     def __init__(self, rset: RetrievalSet, canvases: tuple[int, ...] = CANVASES, photo_size: int = PHOTO_SIZE,
-                 augment: bool = True, seed: int = 0, raster_method: str = DEFAULT_RASTER_METHOD) -> None:
+                 augment: bool = True, seed: int = 0, raster_method: str = DEFAULT_RASTER_METHOD,
+                 sketch_augment: str = "standard") -> None:
         if len(rset.photos) < 2:
             raise InputError(rset.name, "triplets need at least two photos")
         self.rset, self.canvases, self.photo_size = rset, tuple(canvases), photo_size
         self.augment, self.seed, self.epoch, self.raster_method = augment, seed, 0, raster_method
-        self._views = SketchViews(rset.sketches, self.canvases, augment, raster_method)
+        self.sketch_augment = sketch_augment
+        self._views = SketchViews(rset.sketches, self.canvases, augment, raster_method, sketch_augment)
         self._photo = PhotoViews(rset.photos, photo_size, augment)
 
     def set_epoch(self, epoch: int) -> None:

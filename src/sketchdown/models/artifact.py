@@ -22,7 +22,7 @@ This module reads and writes the format and rebuilds the model part; the selecto
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -34,7 +34,8 @@ from .. import limits, pretrained
 from ..data.render import RASTER_METHODS
 from ..errors import InputError
 from ..files import checkpoint_path, digest, write_atomic, write_json
-from .embed import EnsembleNet, Model, TwinNet, _build, create_model, load_model as load_checkpoint_model, read_checkpoint
+from .embed import (EnsembleNet, Model, TwinNet, _build, config_dict, create_model,
+                    load_model as load_checkpoint_model, read_checkpoint)
 from .registry import list_backbones
 
 FORMAT = 2
@@ -76,7 +77,7 @@ def model_config(model: Model) -> dict:
     """The config that rebuilds ``model`` (an ensemble: its members')."""
     if isinstance(model, EnsembleNet):
         return {"members": [model_config(m) for m in model.members]}
-    return asdict(model.config)
+    return config_dict(model.config)
 
 
 def save(folder: str | Path, kind: str, parts: dict[str, tuple[str, dict, dict[str, torch.Tensor]]],

@@ -5,7 +5,9 @@ a plain ``BatchNorm2d`` keeps ONE running average over all of them, so at infere
 with a blend that fits none (on Chair-V1 a multi-canvas MobileNetV2 sketch tower fell to 24 acc@1 at 256, and
 re-estimating its statistics at 256 alone brought it back to 70). ``CanvasBatchNorm2d`` keeps running statistics
 per canvas (the weights and biases stay shared, so the parameter count and FLOPs do not change) and normalises
-with those of the canvas the input was drawn at (the nearest one, in log scale, for other sizes).
+with those of the canvas the input was drawn at (the nearest one, in log scale, for other sizes). With
+``affine=True`` each canvas also has its own scale and shift (the private batch norms of resolution-switchable
+networks): 2 x channels parameters per canvas and layer, no FLOPs, since a batch norm folds into its convolution.
 """
 
 from __future__ import annotations
@@ -20,14 +22,19 @@ from torch import nn
 class CanvasBatchNorm2d(nn.Module):
     """A batch norm (plus the dropout/activation a timm ``BatchNormAct2d`` fuses) with running statistics per canvas.
 
-    ``slot`` (set by the tower's ``forward`` from the input's size) picks the statistics row; training updates only
-    that row.
+    ``slot`` (set by the tower's ``forward`` from the input's size) picks the statistics row (and, with ``affine``,
+    the scale and shift row); training updates only that row.
     """
 
-    def __init__(self, bn: nn.BatchNorm2d, canvases: tuple[int, ...]) -> None:
+    def __init__(self, bn: nn.BatchNorm2d, canvases: tuple[int, ...], affine: bool = False) -> None:
         super().__init__()
         self.num_features, self.eps, self.momentum = bn.num_features, bn.eps, bn.momentum
-        self.weight, self.bias = bn.weight, bn.bias
+        self.per_canvas_affine = affine and bn.weight is not None
+        if self.per_canvas_affine:  # every canvas starts from the shared scale and shift
+            self.canvas_weight = nn.Parameter(bn.weight.detach().clone().repeat(len(canvases), 1))
+            self.canvas_bias = nn.Parameter(bn.bias.detach().clone().repeat(len(canvases), 1))
+        else:
+            self.weight, self.bias = bn.weight, bn.bias
         self.drop = getattr(bn, "drop", nn.Identity())
         self.act = getattr(bn, "act", nn.Identity())
         self.register_buffer("canvases", torch.tensor(canvases))
@@ -35,24 +42,30 @@ class CanvasBatchNorm2d(nn.Module):
         self.register_buffer("canvas_var", bn.running_var.detach().clone().repeat(len(canvases), 1))
         self.slot = len(canvases) - 1
 
+    def scale_shift(self) -> tuple[torch.Tensor | None, torch.Tensor | None]:
+        """The scale and shift the current canvas is normalised with."""
+        if self.per_canvas_affine:
+            return self.canvas_weight[self.slot], self.canvas_bias[self.slot]
+        return self.weight, self.bias
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         # rows of a contiguous K x C buffer are contiguous views: batch_norm updates them in place
-        x = F.batch_norm(x, self.canvas_mean[self.slot], self.canvas_var[self.slot], self.weight, self.bias,
+        x = F.batch_norm(x, self.canvas_mean[self.slot], self.canvas_var[self.slot], *self.scale_shift(),
                          self.training, 0.1 if self.momentum is None else self.momentum, self.eps)
         return self.act(self.drop(x))
 
 
-def add_canvas_stats(module: nn.Module, canvases: tuple[int, ...]) -> list[CanvasBatchNorm2d]:
+def add_canvas_stats(module: nn.Module, canvases: tuple[int, ...], affine: bool = False) -> list[CanvasBatchNorm2d]:
     """Replace every batch norm inside ``module`` with a ``CanvasBatchNorm2d`` (same weights; every canvas starts
-    from its running statistics); returns the new layers, in order."""
+    from its running statistics, and with ``affine`` from its scale and shift); returns the new layers, in order."""
     out = []
     for name, child in list(module.named_children()):
         if isinstance(child, nn.BatchNorm2d):
-            new = CanvasBatchNorm2d(child, canvases)
+            new = CanvasBatchNorm2d(child, canvases, affine)
             setattr(module, name, new)
             out.append(new)
         else:
-            out.extend(add_canvas_stats(child, canvases))
+            out.extend(add_canvas_stats(child, canvases, affine))
     return out
 
 

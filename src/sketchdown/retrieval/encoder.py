@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable, Sequence
-from dataclasses import asdict
 from pathlib import Path
 from typing import NamedTuple, Protocol, Union
 
@@ -29,7 +28,7 @@ from ..data.transforms import photo_to_tensor
 from ..errors import InputError, SketchdownError
 from ..files import checkpoint_path, digest
 from ..models import artifact
-from ..models.embed import Model, create_model, load_model, read_checkpoint, state_parts
+from ..models.embed import Model, config_dict, create_model, load_model, read_checkpoint, state_parts
 from ..models.precision import resolve
 from ..models.registry import list_backbones
 from ..eval.flops import query_gflops
@@ -138,7 +137,7 @@ def _array_sketch(a: np.ndarray) -> Sketch:
 
 def model_identity(model: Model, photo_size: int) -> str:
     """sha256 of everything that fixes the photo vectors: config, every weight and buffer, and the photo size."""
-    config = json.dumps({"config": asdict(model.config), "photo_size": photo_size}, sort_keys=True)
+    config = json.dumps({"config": config_dict(model.config), "photo_size": photo_size}, sort_keys=True)
     return digest([config, *state_parts(model.state_dict())])
 
 
@@ -147,7 +146,7 @@ def photo_identity(model: Model, photo_size: int) -> str:
     index serves every retriever with this photo side: a SketchyNetV1 student that embeds sketches into its
     teacher's frozen photo space searches the teacher's index."""
     towers = {k: t for k, t in model.towers.items() if not k.endswith("sketch")}
-    config = json.dumps({"towers": {k: asdict(t.config) for k, t in towers.items()}, "photo_size": photo_size},
+    config = json.dumps({"towers": {k: config_dict(t.config) for k, t in towers.items()}, "photo_size": photo_size},
                         sort_keys=True)
     return digest([config, *(b for k, t in sorted(towers.items()) for b in state_parts(t.state_dict()))])
 

@@ -45,7 +45,7 @@ def _identity(model: EmbeddingNet, k: int, ds: TripletDataset, views: int) -> st
     for block in model.backbone.blocks()[:k]:  # only the trunk: fine-tuning later blocks keeps the key
         tensors += [*block.parameters(), *block.buffers()]
     parts = [model.config.backbone, k, views, VIEW_SEED, ds.canvases, ds.photo_size, ds.augment, ds.raster_method,
-             [str(s) for s in ds.rset.sketches], [str(p) for p in ds.rset.photos]]
+             ds.sketch_augment, [str(s) for s in ds.rset.sketches], [str(p) for p in ds.rset.photos]]
     return digest([*state_parts({f"{i:04d}": t for i, t in enumerate(tensors)}), repr(parts)], 20)
 
 
@@ -66,7 +66,7 @@ def trunk_views(model: EmbeddingNet, k: int, ds: TripletDataset, views: int, bat
     clean = TripletDataset(ds.rset, ds.canvases, ds.photo_size, augment=False, seed=VIEW_SEED,
                            raster_method=ds.raster_method)
     aug = TripletDataset(ds.rset, ds.canvases, ds.photo_size, augment=ds.augment, seed=VIEW_SEED,
-                         raster_method=ds.raster_method)
+                         raster_method=ds.raster_method, sketch_augment=ds.sketch_augment)
     sketches: dict[int, list[torch.Tensor]] = {c: [] for c in ds.canvases}
     photos: list[torch.Tensor] = []
     for v in tqdm(range(views), desc=f"trunk views ({model.config.backbone}, {k} blocks)", disable=not progress):

@@ -29,6 +29,9 @@ class TrainConfig:
                                                                         "(default: the same as the photo tower)"})
     canvas_stats: bool = field(default=True, metadata={"help": "untied sketch tower trained at several canvases: "
                                                                 "batch-norm statistics per canvas"})
+    canvas_affine: bool = field(default=False, metadata={"help": "with canvas_stats: a batch-norm scale and shift "
+                                                                  "per canvas too (no FLOPs; 2 x channels "
+                                                                  "parameters per canvas and batch norm)"})
     embed_dim: int | None = field(default=None, metadata={"help": "projection size (None: pooled features)"})
     pool: str = field(default="avg", metadata={"help": "global pooling: avg or max"})
     train_sets: tuple[str, ...] = field(default=("shoes-v1",), metadata={"help": "sets whose train split is used"})
@@ -54,6 +57,9 @@ class TrainConfig:
     cache_views: int = field(default=0, metadata={"help": "precompute the frozen blocks' output for this many "
                                                           "views per image (0: no cache, fresh augmentation)"})
     augment: bool = field(default=True, metadata={"help": "sketch and photo augmentation"})
+    sketch_augment: str = field(default="standard", metadata={"help": "training sketches' augmentation strength: "
+                                                                     "standard or strong (wider jitter, more strokes "
+                                                                     "dropped, each stroke shifted on its own)"})
     raster_method: str = field(default=DEFAULT_RASTER_METHOD, metadata={"help": "raster sketch downscaling: "
                                                                                + ", ".join(RASTER_METHODS)})
     precision: str = field(default="auto", metadata={"help": "fp32, bf16 (autocast) or auto (per backbone and "
@@ -71,6 +77,7 @@ class TrainConfig:
     def __post_init__(self) -> None:
         # The values are checked against torch modules' constants, imported only when a config is made: reading
         # the fields (the command line's flags and --help) stays torch-free.
+        from ..data.transforms import SKETCH_AUGMENTS
         from ..losses import MINING
         from ..models.embed import BRANCHES
         from ..models.precision import resolve
@@ -83,6 +90,8 @@ class TrainConfig:
             raise ValueError("train_sets is empty")
         if self.raster_method not in RASTER_METHODS:
             raise ValueError(f"raster_method must be one of {RASTER_METHODS}")
+        if self.sketch_augment not in SKETCH_AUGMENTS:
+            raise ValueError(f"sketch_augment must be one of {tuple(SKETCH_AUGMENTS)}")
         if self.cache_views and not self.freeze_blocks:
             raise ValueError("cache_views needs freeze_blocks > 0 (only frozen blocks can be cached)")
         if self.cache_views and self.branches != "shared":
@@ -94,6 +103,8 @@ class TrainConfig:
                              f"{self.folds}")
         if self.sketch_backbone and self.branches != "untied":
             raise ValueError("sketch_backbone needs branches=untied")
+        if self.canvas_affine and not (self.canvas_stats and self.branches == "untied" and len(self.canvases) > 1):
+            raise ValueError("canvas_affine needs canvas_stats, branches=untied and several canvases")
         resolve(self.precision, self.memory_format)  # raises on an unknown value
 
     def build_model(self) -> Model:
@@ -101,7 +112,8 @@ class TrainConfig:
 
         per_canvas = self.canvas_stats and self.branches == "untied" and len(self.canvases) > 1
         return create_model(self.backbone, self.embed_dim, self.pool, self.weights, self.branches,
-                            self.sketch_backbone, tuple(self.canvases) if per_canvas else ())
+                            self.sketch_backbone, tuple(self.canvases) if per_canvas else (),
+                            self.canvas_affine and per_canvas)
 
 
 RELATIONS = ("triplet", "batch")

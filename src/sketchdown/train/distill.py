@@ -88,7 +88,8 @@ def teacher_views(teacher: EmbeddingNet | EnsembleNet, t_cfg: dict, rset: Retrie
         return tuple(F.normalize(torch.cat(p, dim=-1), dim=-1) for p in zip(*parts))
     k, canvas = int(t_cfg.get("freeze_blocks", 0)), int(t_cfg.get("eval_canvas", max(cfg.canvases)))
     canvases = () if photos_only else (canvas,)
-    ds = TripletDataset(rset, canvases, cfg.photo_size, augment=cfg.augment, raster_method=cfg.raster_method)
+    ds = TripletDataset(rset, canvases, cfg.photo_size, augment=cfg.augment, raster_method=cfg.raster_method,
+                        sketch_augment=cfg.sketch_augment)
     cache = trunk_views(teacher, k, ds, views, progress=progress)
 
     def embed(feats: torch.Tensor, batch_size: int = 64) -> torch.Tensor:
@@ -169,20 +170,24 @@ def student_from_teacher(cfg: DistillConfig, teacher: Model) -> TwinNet:
     photo = copy.deepcopy(teacher.photo if isinstance(teacher, TwinNet) else teacher)
     photo.requires_grad_(cfg.photo_tower == "own")
     stats = tuple(cfg.canvases) if cfg.canvas_stats and len(cfg.canvases) > 1 else ()
+    affine = cfg.canvas_affine and bool(stats)
     if cfg.student_init == "teacher":
         own = teacher.sketch_tower
         if own.config.canvas_stats:
-            if tuple(own.config.canvas_stats) != tuple(sorted(stats)):
+            if tuple(own.config.canvas_stats) != tuple(sorted(stats)) or own.config.canvas_affine != affine:
                 raise SketchdownError(f"the teacher's sketch tower keeps statistics for canvases "
-                                      f"{list(own.config.canvas_stats)}, the student trains at {list(cfg.canvases)}")
+                                      f"{list(own.config.canvas_stats)} (scale and shift per canvas: "
+                                      f"{own.config.canvas_affine}), the student trains at {list(cfg.canvases)} "
+                                      f"({affine})")
             sketch = copy.deepcopy(own)
-        else:  # plain batch norms: every canvas starts from the teacher's statistics
-            sketch = EmbeddingNet(dataclasses.replace(own.config, canvas_stats=stats), copy.deepcopy(own.backbone))
+        else:  # plain batch norms: every canvas starts from the teacher's statistics (and scale and shift)
+            sketch = EmbeddingNet(dataclasses.replace(own.config, canvas_stats=stats, canvas_affine=affine),
+                                  copy.deepcopy(own.backbone))
             sketch.load_state_dict({k: v for k, v in own.state_dict().items() if not k.startswith("backbone.")},
                                    strict=False)
     else:
         sketch = EmbeddingNet(ModelConfig(backbone=cfg.backbone, embed_dim=cfg.embed_dim, pool=cfg.pool,
-                                          weights=cfg.weights, canvas_stats=stats))
+                                          weights=cfg.weights, canvas_stats=stats, canvas_affine=affine))
     return TwinNet(sketch.requires_grad_(True), photo)
 
 
@@ -300,14 +305,14 @@ def distill(cfg: DistillConfig, out: str | Path, resume: bool = False, progress:
         precision = evaluation(cfg.precision, cfg.memory_format, cfg.backbone)
         resolve(cfg.precision, cfg.memory_format, t_cfg.get("backbone", ""), "train").prepare(teacher)
         ds = TripletDataset(train_set, cfg.canvases, cfg.photo_size, augment=cfg.augment, seed=cfg.seed,
-                            raster_method=cfg.raster_method)
+                            raster_method=cfg.raster_method, sketch_augment=cfg.sketch_augment)
         if cfg.unpaired:
             small = tuple(c for c in cfg.canvases if c < teacher_canvas)
             if not small:
                 raise SketchdownError(f"unpaired sketches teach the canvases below the teacher's ({teacher_canvas}); "
                                       f"the student trains at {list(cfg.canvases)}")
             ds = WithSampled(ds, "unpaired", SketchViews(unpaired_sketches(cfg.unpaired), (*small, teacher_canvas),
-                                                         cfg.augment, cfg.raster_method), 3)
+                                                         cfg.augment, cfg.raster_method, cfg.sketch_augment), 3)
         if cfg.unlabelled:
             ds = WithSampled(ds, "unlabelled", PhotoViews(unlabelled_set(cfg.unlabelled).photos, cfg.photo_size,
                                                           cfg.augment), 2)
@@ -319,7 +324,8 @@ def distill(cfg: DistillConfig, out: str | Path, resume: bool = False, progress:
 
     def views_of(net: EmbeddingNet, blocks: int, rset: RetrievalSet, canvases: tuple[int, ...], n: int,
                  aug: bool) -> TrunkViews:
-        ds = TripletDataset(rset, canvases, cfg.photo_size, augment=aug, raster_method=cfg.raster_method)
+        ds = TripletDataset(rset, canvases, cfg.photo_size, augment=aug, raster_method=cfg.raster_method,
+                            sketch_augment=cfg.sketch_augment)
         return trunk_views(net, blocks, ds, n, progress=progress)
 
     s_views = views_of(student, k, train_set, cfg.canvases, v, cfg.augment)

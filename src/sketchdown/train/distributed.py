@@ -145,12 +145,12 @@ def _synced_forward(plain: Callable[[torch.Tensor], torch.Tensor]):
             return plain(x)
         if isinstance(self, CanvasBatchNorm2d):
             mean, var = self.canvas_mean[self.slot], self.canvas_var[self.slot]
+            weight, bias = self.scale_shift()
         else:
-            mean, var = self.running_mean, self.running_var
+            mean, var, weight, bias = self.running_mean, self.running_var, self.weight, self.bias
             if self.num_batches_tracked is not None:
                 self.num_batches_tracked.add_(1)  # as BatchNorm2d.forward counts
-        y = _global_batch_norm(x, mean, var, self.weight, self.bias, 0.1 if self.momentum is None else self.momentum,
-                               self.eps)
+        y = _global_batch_norm(x, mean, var, weight, bias, 0.1 if self.momentum is None else self.momentum, self.eps)
         return self.act(self.drop(y)) if hasattr(self, "act") else y
     return forward
 

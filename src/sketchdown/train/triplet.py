@@ -102,7 +102,7 @@ def training_data(cfg, model: EmbeddingNet, train_set: RetrievalSet, val_set: Re
                   progress: bool = True) -> tuple[Dataset, ValidateFn, int]:
     """(train dataset, validation function, first block the step runs): cached trunk views or plain images."""
     ds = TripletDataset(train_set, cfg.canvases, cfg.photo_size, augment=cfg.augment, seed=cfg.seed,
-                        raster_method=cfg.raster_method)
+                        raster_method=cfg.raster_method, sketch_augment=cfg.sketch_augment)
     if not cfg.cache_views:
         precision = evaluation(cfg.precision, cfg.memory_format, cfg.backbone)
         return ds, lambda m: evaluate(m, val_set, cfg.eval_canvas, cfg.photo_size, raster_method=cfg.raster_method,
