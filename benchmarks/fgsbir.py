@@ -30,10 +30,10 @@ from pathlib import Path
 
 import yaml
 
-from sketchdown.eval.flops import backbone_cost, measure_latency
+from sketchdown.eval.flops import backbone_cost, count_params, measure_latency
 from sketchdown.eval.results import update_rows
 from sketchdown.files import write_json
-from sketchdown.models.embed import read_checkpoint
+from sketchdown.models.embed import EmbeddingNet, ModelConfig, read_checkpoint
 from sketchdown.models.precision import resolve
 from sketchdown.models.registry import create_backbone
 from tables import render
@@ -115,6 +115,21 @@ def train_missing(args: argparse.Namespace, spec: dict, names: list[str]) -> Non
             (run_dir / "wall_seconds.txt").write_text(f"{time.time() - t0:.0f}\n")
 
 
+def per_canvas_params_m(config: dict) -> float:
+    """Millions of parameters that a batch-norm scale and shift per canvas (``--canvas-affine``) adds to the sketch
+    tower's backbone beyond the shared ones (none fold into FLOPs)."""
+    if not config.get("canvas_affine"):
+        return 0.0
+    backbone = config.get("sketch_backbone") or config["backbone"]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        tower = EmbeddingNet(ModelConfig(backbone=backbone, weights="none", canvas_stats=tuple(config["canvases"]),
+                                         canvas_affine=True))
+        plain = create_backbone(backbone, "none")
+    return (count_params(getattr(tower.backbone, "features", tower.backbone))
+            - count_params(getattr(plain, "features", plain))) / 1e6
+
+
 def tabulate(args: argparse.Namespace, spec: dict, names: list[str]) -> list[dict]:
     rows, latency = [], {}
     for name in names:
@@ -140,7 +155,7 @@ def tabulate(args: argparse.Namespace, spec: dict, names: list[str]) -> list[dic
                                           precision=resolve(backbone=part, use="query"))
                     latency[part, canvas] = (backbone_cost(net, canvas), lat)
             gflops = sum(latency[p, canvas][0].gflops for p in parts)
-            params = sum(latency[p, canvas][0].params_m for p in parts)
+            params = sum(latency[p, canvas][0].params_m for p in parts) + per_canvas_params_m(config)
             ms = sum(latency[p, canvas][1].median_ms for p in parts)
             busy = any(latency[p, canvas][1].busy for p in parts)
             acc = {k: [t[canvas][k] for t in tests] for k in ("acc1", "acc5", "acc10")}

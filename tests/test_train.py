@@ -130,3 +130,20 @@ def test_cached_run_validates_like_the_full_model_and_resumes_exactly(tmp_path, 
     cached = validate_cached(model, views, val, 64)
     full = evaluate(model, val, 64, 64, progress=False)
     assert cached["acc1"] == full["acc1"] and cached["mean_rank"] == pytest.approx(full["mean_rank"], abs=0.05)
+
+
+def test_per_canvas_scales_and_shifts_get_their_own_rate():
+    """``canvas_affine_lr``: the per-canvas batch-norm scales and shifts form their own AdamW group at that
+    multiple of the rate; every other trainable parameter stays in the first group, each parameter in one group."""
+    from sketchdown.models.embed import create_model
+    from sketchdown.train.loop import param_groups
+
+    model = create_model(weights="none", branches="untied", canvas_stats=(32, 64), canvas_affine=True)
+    groups = param_groups(model, 100.0)
+    assert [g["lr_scale"] for g in groups] == [1.0, 100.0]
+    assert all(n.endswith(("canvas_weight", "canvas_bias")) for n, p in model.named_parameters()
+               if any(p is q for q in groups[1]["params"]))
+    assert sum(len(g["params"]) for g in groups) == len(list(model.parameters()))
+    assert len(param_groups(create_model(weights="none"), 100.0)) == 1  # nothing per canvas: one group
+    with pytest.raises(ValueError, match="canvas_affine_lr"):
+        dataclasses.replace(TINY, canvas_affine_lr=0.0)

@@ -32,6 +32,8 @@ class TrainConfig:
     canvas_affine: bool = field(default=False, metadata={"help": "with canvas_stats: a batch-norm scale and shift "
                                                                   "per canvas too (no FLOPs; 2 x channels "
                                                                   "parameters per canvas and batch norm)"})
+    canvas_affine_lr: float = field(default=1.0, metadata={"help": "with canvas_affine: the per-canvas scales and "
+                                                                    "shifts learn at this multiple of the rate"})
     embed_dim: int | None = field(default=None, metadata={"help": "projection size (None: pooled features)"})
     pool: str = field(default="avg", metadata={"help": "global pooling: avg or max"})
     train_sets: tuple[str, ...] = field(default=("shoes-v1",), metadata={"help": "sets whose train split is used"})
@@ -105,6 +107,8 @@ class TrainConfig:
             raise ValueError("sketch_backbone needs branches=untied")
         if self.canvas_affine and not (self.canvas_stats and self.branches == "untied" and len(self.canvases) > 1):
             raise ValueError("canvas_affine needs canvas_stats, branches=untied and several canvases")
+        if not self.canvas_affine_lr > 0:
+            raise ValueError("canvas_affine_lr must be positive")
         resolve(self.precision, self.memory_format)  # raises on an unknown value
 
     def build_model(self) -> Model:

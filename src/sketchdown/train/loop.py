@@ -32,6 +32,7 @@ from ..data.datasets import RetrievalSet, item_seed
 from ..errors import SketchdownError
 from ..eval.evaluate import evaluate_canvases
 from ..files import make_folder, write_json
+from ..models.canvas_norm import CanvasBatchNorm2d
 from ..models.embed import Model, read_checkpoint, save_checkpoint
 from ..models.precision import evaluation, resolve
 from . import distributed
@@ -94,20 +95,32 @@ def start_run(config, out: str | Path, resume: bool) -> Run:
     return run
 
 
+def param_groups(model: Model, affine_lr: float = 1.0) -> list[dict]:
+    """The trainable parameters as AdamW groups, each with its multiple of the scheduled rate (``lr_scale``): a
+    multi-canvas tower's per-canvas batch-norm scales and shifts at ``affine_lr``. They start equal across the
+    canvases, and AdamW moves a parameter about the rate a step, so at 1e-4 for 120 steps they would hardly part."""
+    own = {id(p) for m in model.modules() if isinstance(m, CanvasBatchNorm2d) and m.per_canvas_affine
+           for p in (m.canvas_weight, m.canvas_bias)}
+    trainable = [p for p in model.parameters() if p.requires_grad]
+    groups = [{"params": [p for p in trainable if id(p) not in own], "lr_scale": 1.0},
+              {"params": [p for p in trainable if id(p) in own], "lr_scale": affine_lr}]
+    return [g for g in groups if g["params"]]
+
+
 def fit(model: Model, step_fn: StepFn, train_ds: Dataset, validate: ValidateFn, config, run: Run,
         resume: bool = False, progress: bool = True) -> dict:
     """Train ``model`` with ``step_fn`` for ``config.epochs``; returns the best validation record.
 
     ``train_ds`` has ``set_epoch``; ``validate(model)`` returns retrieval metrics on held-out data. ``config``
     needs: epochs, batch_size, lr, weight_decay, warmup_epochs, seed, workers, freeze_blocks, steps_per_epoch,
-    precision, memory_format. The step runs under the "train" precision (bf16 autocast keeps fp32 master weights,
-    and the losses are computed in fp32 by the step).
+    precision, memory_format, canvas_affine_lr. The step runs under the "train" precision (bf16 autocast keeps fp32
+    master weights, and the losses are computed in fp32 by the step).
     """
     precision = resolve(config.precision, config.memory_format, config.backbone, "train")
     frozen = freeze_leading(model, config.freeze_blocks)
     frozen += [t for t in model.towers.values() if not any(p.requires_grad for p in t.parameters())]
-    params = [p for p in model.parameters() if p.requires_grad]
-    opt = torch.optim.AdamW(params, lr=config.lr, weight_decay=config.weight_decay)
+    opt = torch.optim.AdamW(param_groups(model, config.canvas_affine_lr), lr=config.lr,
+                            weight_decay=config.weight_decay)
     sampler = DistributedSampler(train_ds, num_replicas=distributed.world(), rank=distributed.rank(), shuffle=True,
                                  seed=item_seed(config.seed), drop_last=True)
     steps = len(sampler) // config.batch_size
@@ -145,7 +158,7 @@ def fit(model: Model, step_fn: StepFn, train_ds: Dataset, validate: ValidateFn, 
             if i == steps:
                 break
             for group in opt.param_groups:
-                group["lr"] = lr_at(epoch * steps + i, total, warmup, config.lr)
+                group["lr"] = lr_at(epoch * steps + i, total, warmup, config.lr) * group.get("lr_scale", 1.0)
             with precision.autocast():
                 loss, logs = train_step(batch)
             opt.zero_grad(set_to_none=True)
