@@ -76,7 +76,8 @@ def export_run(run: str | Path, out: str | Path, selector: str | Path | None = N
         meta["test"] = evaluate_canvases(stored.model, test, canvases, stored.photo_size,
                                          raster_method=stored.raster_method)
         if selector:
-            meta["test_selector"] = report["test_selector"] = selector_test(load(out), test)
+            # fp32, as the figures above: under auto a CPU with native bf16 encodes the catalogue in bf16 batches
+            meta["test_selector"] = report["test_selector"] = selector_test(load(out, precision="fp32"), test)
         artifact.set_info(out, meta)
         report["test"] = meta["test"]
     return report
