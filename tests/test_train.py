@@ -133,8 +133,9 @@ def test_cached_run_validates_like_the_full_model_and_resumes_exactly(tmp_path, 
 
 
 def test_per_canvas_scales_and_shifts_get_their_own_rate():
-    """``canvas_affine_lr``: the per-canvas batch-norm scales and shifts form their own AdamW group at that
-    multiple of the rate; every other trainable parameter stays in the first group, each parameter in one group."""
+    """``canvas_affine_lr``: a multi-canvas sketch tower's batch-norm scales and shifts (per canvas, or shared)
+    form their own AdamW group at that multiple of the rate; every other trainable parameter stays in the first
+    group, each parameter in one group."""
     from sketchdown.models.embed import create_model
     from sketchdown.train.loop import param_groups
 
@@ -144,6 +145,11 @@ def test_per_canvas_scales_and_shifts_get_their_own_rate():
     assert all(n.endswith(("canvas_weight", "canvas_bias")) for n, p in model.named_parameters()
                if any(p is q for q in groups[1]["params"]))
     assert sum(len(g["params"]) for g in groups) == len(list(model.parameters()))
-    assert len(param_groups(create_model(weights="none"), 100.0)) == 1  # nothing per canvas: one group
+    assert len(param_groups(create_model(weights="none"), 100.0)) == 1  # no multi-canvas tower: one group
+    shared = create_model(weights="none", branches="untied", canvas_stats=(32, 64))  # shared scales and shifts
+    names = {id(p): n for n, p in shared.named_parameters()}
+    fast = param_groups(shared, 100.0)[1]["params"]
+    assert fast and all(names[id(p)].startswith("sketch.") and names[id(p)].endswith((".weight", ".bias"))
+                        and p.dim() == 1 for p in fast)
     with pytest.raises(ValueError, match="canvas_affine_lr"):
         dataclasses.replace(TINY, canvas_affine_lr=0.0)

@@ -32,8 +32,10 @@ class TrainConfig:
     canvas_affine: bool = field(default=False, metadata={"help": "with canvas_stats: a batch-norm scale and shift "
                                                                   "per canvas too (no FLOPs; 2 x channels "
                                                                   "parameters per canvas and batch norm)"})
-    canvas_affine_lr: float = field(default=1.0, metadata={"help": "with canvas_affine: the per-canvas scales and "
-                                                                    "shifts learn at this multiple of the rate"})
+    canvas_affine_lr: float = field(default=1.0, metadata={"help": "a multi-canvas sketch tower's batch-norm "
+                                                                    "scales and shifts (per canvas with "
+                                                                    "canvas_affine) learn at this multiple of the "
+                                                                    "rate"})
     embed_dim: int | None = field(default=None, metadata={"help": "projection size (None: pooled features)"})
     pool: str = field(default="avg", metadata={"help": "global pooling: avg or max"})
     train_sets: tuple[str, ...] = field(default=("shoes-v1",), metadata={"help": "sets whose train split is used"})

@@ -97,10 +97,11 @@ def start_run(config, out: str | Path, resume: bool) -> Run:
 
 def param_groups(model: Model, affine_lr: float = 1.0) -> list[dict]:
     """The trainable parameters as AdamW groups, each with its multiple of the scheduled rate (``lr_scale``): a
-    multi-canvas tower's per-canvas batch-norm scales and shifts at ``affine_lr``. They start equal across the
-    canvases, and AdamW moves a parameter about the rate a step, so at 1e-4 for 120 steps they would hardly part."""
-    own = {id(p) for m in model.modules() if isinstance(m, CanvasBatchNorm2d) and m.per_canvas_affine
-           for p in (m.canvas_weight, m.canvas_bias)}
+    multi-canvas tower's batch-norm scales and shifts (per canvas, or shared) at ``affine_lr``. Per-canvas copies
+    start equal, and AdamW moves a parameter about the rate a step, so at 1e-4 for 120 steps they would hardly
+    part."""
+    own = {id(p) for m in model.modules() if isinstance(m, CanvasBatchNorm2d)
+           for p in ((m.canvas_weight, m.canvas_bias) if m.per_canvas_affine else (m.weight, m.bias)) if p is not None}
     trainable = [p for p in model.parameters() if p.requires_grad]
     groups = [{"params": [p for p in trainable if id(p) not in own], "lr_scale": 1.0},
               {"params": [p for p in trainable if id(p) in own], "lr_scale": affine_lr}]
