@@ -146,6 +146,7 @@ def test_per_canvas_scales_and_shifts_get_their_own_rate():
                if any(p is q for q in groups[1]["params"]))
     assert sum(len(g["params"]) for g in groups) == len(list(model.parameters()))
     assert len(param_groups(create_model(weights="none"), 100.0)) == 1  # no multi-canvas tower: one group
+    assert len(param_groups(model, 1.0)) == 1  # at 1, one group: runs made before the option resume
     shared = create_model(weights="none", branches="untied", canvas_stats=(32, 64))  # shared scales and shifts
     names = {id(p): n for n, p in shared.named_parameters()}
     fast = param_groups(shared, 100.0)[1]["params"]

@@ -99,10 +99,12 @@ def param_groups(model: Model, affine_lr: float = 1.0) -> list[dict]:
     """The trainable parameters as AdamW groups, each with its multiple of the scheduled rate (``lr_scale``): a
     multi-canvas tower's batch-norm scales and shifts (per canvas, or shared) at ``affine_lr``. Per-canvas copies
     start equal, and AdamW moves a parameter about the rate a step, so at 1e-4 for 120 steps they would hardly
-    part."""
+    part. At 1 there is one group, as in runs made before the option (so they resume)."""
+    trainable = [p for p in model.parameters() if p.requires_grad]
+    if affine_lr == 1.0:
+        return [{"params": trainable, "lr_scale": 1.0}]
     own = {id(p) for m in model.modules() if isinstance(m, CanvasBatchNorm2d)
            for p in ((m.canvas_weight, m.canvas_bias) if m.per_canvas_affine else (m.weight, m.bias)) if p is not None}
-    trainable = [p for p in model.parameters() if p.requires_grad]
     groups = [{"params": [p for p in trainable if id(p) not in own], "lr_scale": 1.0},
               {"params": [p for p in trainable if id(p) in own], "lr_scale": affine_lr}]
     return [g for g in groups if g["params"]]
@@ -137,8 +139,9 @@ def fit(model: Model, step_fn: StepFn, train_ds: Dataset, validate: ValidateFn, 
     if resume:
         ckpt = read_checkpoint(run.path / "last.pt")
         model.load_state_dict(ckpt["state_dict"])
-        opt.load_state_dict(ckpt["optimizer"])
         start, best = ckpt["epoch"] + 1, ckpt["best"]
+        if start < config.epochs:  # a finished run only re-runs its test: no step needs the optimizer's state
+            opt.load_state_dict(ckpt["optimizer"])
         if distributed.is_main():
             run.truncate(start)  # drop records of an epoch that was logged but never checkpointed
         distributed.barrier()
