@@ -41,7 +41,7 @@ class SketchAugment:
 
 SKETCH_AUGMENTS = {
     "standard": SketchAugment(degrees=10.0, scale=(0.9, 1.1), shift=0.05, flip=0.5, stroke_drop=0.1, stroke_shift=0.0),
-    # Against memorising 170 sketches at the small canvases: wider jitter, more strokes left out, strokes moved apart.
+    # Tried against memorising 170 sketches; they were underfit, and this fits worse (docs/training.md).
     "strong": SketchAugment(degrees=15.0, scale=(0.8, 1.2), shift=0.08, flip=0.5, stroke_drop=0.2, stroke_shift=0.02),
 }
 
