@@ -30,9 +30,10 @@ from pathlib import Path
 
 import yaml
 
-from sketchdown.eval.flops import backbone_cost, count_params, measure_latency
+from sketchdown.eval.flops import backbone_cost, measure_latency
 from sketchdown.eval.results import update_rows
 from sketchdown.files import write_json
+from sketchdown.models.canvas_norm import CanvasBatchNorm2d
 from sketchdown.models.embed import EmbeddingNet, ModelConfig, read_checkpoint
 from sketchdown.models.precision import resolve
 from sketchdown.models.registry import create_backbone
@@ -120,14 +121,12 @@ def per_canvas_params_m(config: dict) -> float:
     tower's backbone beyond the shared ones (none fold into FLOPs)."""
     if not config.get("canvas_affine"):
         return 0.0
-    backbone = config.get("sketch_backbone") or config["backbone"]
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        tower = EmbeddingNet(ModelConfig(backbone=backbone, weights="none", canvas_stats=tuple(config["canvases"]),
-                                         canvas_affine=True))
-        plain = create_backbone(backbone, "none")
-    return (count_params(getattr(tower.backbone, "features", tower.backbone))
-            - count_params(getattr(plain, "features", plain))) / 1e6
+        tower = EmbeddingNet(ModelConfig(backbone=config.get("sketch_backbone") or config["backbone"], weights="none",
+                                         canvas_stats=tuple(config["canvases"]), canvas_affine=True))
+    return sum(n.canvas_weight.numel() + n.canvas_bias.numel() - 2 * n.num_features
+               for n in tower.modules() if isinstance(n, CanvasBatchNorm2d) and n.per_canvas_affine) / 1e6
 
 
 def tabulate(args: argparse.Namespace, spec: dict, names: list[str]) -> list[dict]:
@@ -143,6 +142,7 @@ def tabulate(args: argparse.Namespace, spec: dict, names: list[str]) -> list[dic
         config, command = runs[0]["config"], runs[0]["command"]
         backbone = config["backbone"]
         members = config.get("members", [config])
+        extra_params = per_canvas_params_m(config)
         for canvas in exp["canvases"]:
             # what a query pays: the sketch tower of every member (an ensemble costs all its members)
             parts = [m.get("sketch_backbone") or m["backbone"] for m in members]
@@ -155,7 +155,7 @@ def tabulate(args: argparse.Namespace, spec: dict, names: list[str]) -> list[dic
                                           precision=resolve(backbone=part, use="query"))
                     latency[part, canvas] = (backbone_cost(net, canvas), lat)
             gflops = sum(latency[p, canvas][0].gflops for p in parts)
-            params = sum(latency[p, canvas][0].params_m for p in parts) + per_canvas_params_m(config)
+            params = sum(latency[p, canvas][0].params_m for p in parts) + extra_params
             ms = sum(latency[p, canvas][1].median_ms for p in parts)
             busy = any(latency[p, canvas][1].busy for p in parts)
             acc = {k: [t[canvas][k] for t in tests] for k in ("acc1", "acc5", "acc10")}

@@ -118,8 +118,7 @@ class TrainConfig:
 
         per_canvas = self.canvas_stats and self.branches == "untied" and len(self.canvases) > 1
         return create_model(self.backbone, self.embed_dim, self.pool, self.weights, self.branches,
-                            self.sketch_backbone, tuple(self.canvases) if per_canvas else (),
-                            self.canvas_affine and per_canvas)
+                            self.sketch_backbone, tuple(self.canvases) if per_canvas else (), self.canvas_affine)
 
 
 RELATIONS = ("triplet", "batch")

@@ -170,7 +170,7 @@ def student_from_teacher(cfg: DistillConfig, teacher: Model) -> TwinNet:
     photo = copy.deepcopy(teacher.photo if isinstance(teacher, TwinNet) else teacher)
     photo.requires_grad_(cfg.photo_tower == "own")
     stats = tuple(cfg.canvases) if cfg.canvas_stats and len(cfg.canvases) > 1 else ()
-    affine = cfg.canvas_affine and bool(stats)
+    affine = cfg.canvas_affine  # the config only allows it with several canvases' statistics
     if cfg.student_init == "teacher":
         own = teacher.sketch_tower
         if own.config.canvas_stats:
