@@ -124,8 +124,9 @@ def per_canvas_params_m(config: dict) -> float:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         tower = EmbeddingNet(ModelConfig(backbone=config.get("sketch_backbone") or config["backbone"], weights="none",
-                                         canvas_stats=tuple(config["canvases"]), canvas_affine=True))
-    return sum(n.canvas_weight.numel() + n.canvas_bias.numel() - 2 * n.num_features
+                                         canvas_stats=tuple(config["canvases"]), canvas_affine=True,
+                                         canvas_affine_residual=config.get("canvas_affine_residual", False)))
+    return sum(sum(p.numel() for p in n.parameters(recurse=False)) - 2 * n.num_features
                for n in tower.modules() if isinstance(n, CanvasBatchNorm2d) and n.per_canvas_affine) / 1e6
 
 

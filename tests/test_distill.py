@@ -222,22 +222,27 @@ def test_unpaired_sketches_pulled_onto_the_students_own_largest_canvas(tmp_path,
     assert abs(mine - theirs) > 1e-3  # the two targets differ, so the check above tells them apart
 
 
-def test_canvas_affine_student_starts_as_the_teacher_and_moves_each_canvas_apart(data, tiny_teacher):
-    """``canvas_affine``: every canvas's scale and shift start as the teacher's, the student embeds as the teacher
-    does before training, and a step moves the canvases' rows apart."""
+@pytest.mark.parametrize("residual", [False, True])
+def test_canvas_affine_student_starts_as_the_teacher_and_moves_each_canvas_apart(data, tiny_teacher, residual):
+    """``canvas_affine``: every canvas's scale and shift start as the teacher's (with ``canvas_affine_residual``:
+    the shared row is the teacher's, the offsets zero), the student embeds as the teacher does before training,
+    and a step moves the canvases' rows apart."""
     from torch.utils.data import default_collate
 
     from sketchdown.models.canvas_norm import CanvasBatchNorm2d
     from sketchdown.train.distill import distill_step, student_from_teacher
 
     cfg = DistillConfig(canvases=(32, 64), eval_canvas=64, relation="batch", teacher=str(tiny_teacher),
-                        student_init="teacher", photo_tower="own", canvas_affine=True, **TINY, data=str(data))
+                        student_init="teacher", photo_tower="own", canvas_affine=True,
+                        canvas_affine_residual=residual, **TINY, data=str(data))
     teacher = load_model(tiny_teacher / "best.pt").eval()
     student = student_from_teacher(cfg, teacher)
-    assert student.sketch.config.canvas_affine
+    assert student.sketch.config.canvas_affine and student.sketch.config.canvas_affine_residual == residual
     norms = [m for m in student.sketch.modules() if isinstance(m, CanvasBatchNorm2d)]
     first = next(m for m in teacher.sketch.modules() if isinstance(m, torch.nn.BatchNorm2d))
-    assert torch.equal(norms[0].canvas_weight[0], first.weight) and torch.equal(norms[0].canvas_weight[1], first.weight)
+    for slot in (0, 1):
+        norms[0].slot = slot
+        assert torch.equal(norms[0].scale_shift()[0], first.weight)
     x = torch.rand(2, 3, 64, 64)
     with torch.no_grad():
         assert torch.allclose(student.eval().encode_sketch(x), teacher.encode_sketch(x), atol=1e-5)

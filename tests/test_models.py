@@ -216,6 +216,42 @@ def test_canvas_affine_gives_each_canvas_its_own_scale_and_shift(tmp_path):
         create_model(weights="none", branches="untied", canvas_affine=True)
 
 
+def test_residual_canvas_affine_offsets_a_shared_scale_and_shift(tmp_path):
+    """With ``canvas_affine_residual`` every canvas starts as the shared scale and shift (zero offsets, so the
+    tower embeds as one without them), a step at one canvas moves the shared row and that canvas's offsets only,
+    and the layout survives a save and load (configs without it hash as before)."""
+    from sketchdown.models.canvas_norm import CanvasBatchNorm2d
+    from sketchdown.models.embed import config_dict
+
+    torch.manual_seed(0)
+    plain = create_model(weights="none", branches="untied", canvas_stats=(32, 64)).eval()
+    model = create_model(weights="none", branches="untied", canvas_stats=(32, 64), canvas_affine=True,
+                         canvas_affine_residual=True).eval()
+    model.load_state_dict(plain.state_dict(), strict=False)
+    x = torch.rand(2, 3, 64, 64)
+    with torch.no_grad():
+        assert torch.allclose(model.encode_sketch(x), plain.encode_sketch(x), atol=1e-6)
+    norms = [m for m in model.sketch.modules() if isinstance(m, CanvasBatchNorm2d)]
+    assert all(n.residual and n.weight.shape == (n.num_features,) and not n.canvas_weight.any() for n in norms)
+    model.train()
+    model.encode_sketch(torch.rand(4, 3, 32, 32)).sum().backward()
+    first = norms[0]
+    assert first.weight.grad.abs().sum() > 0 and first.canvas_weight.grad[0].abs().sum() > 0
+    assert not first.canvas_weight.grad[1].any()
+    model.eval()
+    with torch.no_grad():
+        first.canvas_bias[1] += 0.5  # 64's offset moves a 64 px input away from the plain tower
+        assert not torch.allclose(model.encode_sketch(x), plain.encode_sketch(x))
+    save_checkpoint(tmp_path / "m.pt", model)
+    loaded = load_model(tmp_path / "m.pt").eval()
+    assert loaded.sketch.config.canvas_affine_residual
+    assert torch.allclose(loaded.encode_sketch(x), model.encode_sketch(x))
+    assert "canvas_affine_residual" not in config_dict(
+        create_model(weights="none", branches="untied", canvas_stats=(32, 64), canvas_affine=True).config)["sketch"]
+    with pytest.raises(ValueError, match="canvas_affine_residual needs canvas_affine"):
+        create_model(weights="none", branches="untied", canvas_stats=(32, 64), canvas_affine_residual=True)
+
+
 def test_an_ensemble_of_untied_models_saves_and_loads(tmp_path):
     from sketchdown.models.embed import EnsembleNet, TwinNet, save_ensemble
 

@@ -98,8 +98,9 @@ def test_two_tower_models_export_both_towers_in_one_file(branches):
     assert np.abs(engine(x, "sketch") - engine(x, "photo")).max() > 1e-3  # two towers, not one served twice
 
 
-@pytest.mark.parametrize("canvas_stats,affine", [((32, 64, 128), False), ((64,), False), ((32, 64, 128), True)])
-def test_per_canvas_statistics_follow_the_canvas_in_onnx_too(canvas_stats, affine):
+@pytest.mark.parametrize("canvas_stats,affine,residual", [((32, 64, 128), False, False), ((64,), False, False),
+                                                            ((32, 64, 128), True, False), ((32, 64, 128), True, True)])
+def test_per_canvas_statistics_follow_the_canvas_in_onnx_too(canvas_stats, affine, residual):
     """The canvas slot is computed from the input's shape inside the graph, not baked in at the export size."""
     from sketchdown.models.canvas_norm import CanvasBatchNorm2d
     from sketchdown.models.embed import create_model
@@ -107,13 +108,13 @@ def test_per_canvas_statistics_follow_the_canvas_in_onnx_too(canvas_stats, affin
 
     torch.manual_seed(0)
     twin = create_model("mobilenet_v2", weights="none", branches="untied", canvas_stats=canvas_stats,
-                        canvas_affine=affine)
+                        canvas_affine=affine, canvas_affine_residual=residual)
     for norm in (m for m in twin.sketch.modules() if isinstance(m, CanvasBatchNorm2d)):
         norm.canvas_mean[0] += 0.5  # make the first canvas's statistics differ from the others
         norm.canvas_var[-1] *= 2.0
-        if affine:  # and its scale and shift
+        if affine:  # and its scale and shift (or their offsets)
             with torch.no_grad():
-                norm.canvas_weight[0] *= 1.5
+                norm.canvas_weight[0] += 0.5 * norm.scale_shift()[0]
                 norm.canvas_bias[-1] += 0.2
     retriever = Retriever(twin.eval(), 64, 64)
     rows = verify_onnx(retriever, export_onnx(retriever))  # raises beyond the tolerance

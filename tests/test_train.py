@@ -152,5 +152,12 @@ def test_per_canvas_scales_and_shifts_get_their_own_rate():
     fast = param_groups(shared, 100.0)[1]["params"]
     assert fast and all(names[id(p)].startswith("sketch.") and names[id(p)].endswith((".weight", ".bias"))
                         and p.dim() == 1 for p in fast)
+    residual = create_model(weights="none", branches="untied", canvas_stats=(32, 64), canvas_affine=True,
+                            canvas_affine_residual=True)  # the offsets and the shared rows they offset, both fast
+    names = {id(p): n for n, p in residual.named_parameters()}
+    fast = {names[id(p)].rsplit(".", 1)[1] for p in param_groups(residual, 100.0)[1]["params"]}
+    assert fast == {"weight", "bias", "canvas_weight", "canvas_bias"}
     with pytest.raises(ValueError, match="canvas_affine_lr"):
         dataclasses.replace(TINY, canvas_affine_lr=0.0)
+    with pytest.raises(ValueError, match="canvas_affine_residual needs canvas_affine"):
+        dataclasses.replace(TINY, canvas_affine_residual=True)

@@ -8,6 +8,8 @@ per canvas (the weights and biases stay shared, so the parameter count and FLOPs
 with those of the canvas the input was drawn at (the nearest one, in log scale, for other sizes). With
 ``affine=True`` each canvas also has its own scale and shift (the private batch norms of resolution-switchable
 networks): 2 x channels parameters per canvas and layer, no FLOPs, since a batch norm folds into its convolution.
+With ``residual=True`` those are offsets (starting at zero) on a shared scale and shift that every canvas trains:
+a canvas whose own gradient is weak or noisy (32 px) still moves with what all canvases agree on.
 """
 
 from __future__ import annotations
@@ -23,17 +25,21 @@ class CanvasBatchNorm2d(nn.Module):
     """A batch norm (plus the dropout/activation a timm ``BatchNormAct2d`` fuses) with running statistics per canvas.
 
     ``slot`` (set by the tower's ``forward`` from the input's size) picks the statistics row (and, with ``affine``,
-    the scale and shift row); training updates only that row.
+    the scale and shift row); training updates only that row (and, with ``residual``, the shared scale and shift).
     """
 
-    def __init__(self, bn: nn.BatchNorm2d, canvases: tuple[int, ...], affine: bool = False) -> None:
+    def __init__(self, bn: nn.BatchNorm2d, canvases: tuple[int, ...], affine: bool = False,
+                 residual: bool = False) -> None:
         super().__init__()
         self.num_features, self.eps, self.momentum = bn.num_features, bn.eps, bn.momentum
         self.per_canvas_affine = affine and bn.weight is not None
-        if self.per_canvas_affine:  # every canvas starts from the shared scale and shift
-            self.canvas_weight = nn.Parameter(bn.weight.detach().clone().repeat(len(canvases), 1))
-            self.canvas_bias = nn.Parameter(bn.bias.detach().clone().repeat(len(canvases), 1))
-        else:
+        self.residual = self.per_canvas_affine and residual
+        if self.per_canvas_affine:  # every canvas starts from the shared scale and shift (a zero offset on it)
+            weight, bias = (torch.zeros_like(bn.weight), torch.zeros_like(bn.bias)) if self.residual else \
+                (bn.weight, bn.bias)
+            self.canvas_weight = nn.Parameter(weight.detach().clone().repeat(len(canvases), 1))
+            self.canvas_bias = nn.Parameter(bias.detach().clone().repeat(len(canvases), 1))
+        if not self.per_canvas_affine or self.residual:
             self.weight, self.bias = bn.weight, bn.bias
         self.drop = getattr(bn, "drop", nn.Identity())
         self.act = getattr(bn, "act", nn.Identity())
@@ -44,6 +50,8 @@ class CanvasBatchNorm2d(nn.Module):
 
     def scale_shift(self) -> tuple[torch.Tensor | None, torch.Tensor | None]:
         """The scale and shift the current canvas is normalised with."""
+        if self.residual:
+            return self.weight + self.canvas_weight[self.slot], self.bias + self.canvas_bias[self.slot]
         if self.per_canvas_affine:
             return self.canvas_weight[self.slot], self.canvas_bias[self.slot]
         return self.weight, self.bias
@@ -55,17 +63,19 @@ class CanvasBatchNorm2d(nn.Module):
         return self.act(self.drop(x))
 
 
-def add_canvas_stats(module: nn.Module, canvases: tuple[int, ...], affine: bool = False) -> list[CanvasBatchNorm2d]:
+def add_canvas_stats(module: nn.Module, canvases: tuple[int, ...], affine: bool = False,
+                     residual: bool = False) -> list[CanvasBatchNorm2d]:
     """Replace every batch norm inside ``module`` with a ``CanvasBatchNorm2d`` (same weights; every canvas starts
-    from its running statistics, and with ``affine`` from its scale and shift); returns the new layers, in order."""
+    from its running statistics, and with ``affine`` from its scale and shift, as offsets with ``residual``);
+    returns the new layers, in order."""
     out = []
     for name, child in list(module.named_children()):
         if isinstance(child, nn.BatchNorm2d):
-            new = CanvasBatchNorm2d(child, canvases, affine)
+            new = CanvasBatchNorm2d(child, canvases, affine, residual)
             setattr(module, name, new)
             out.append(new)
         else:
-            out.extend(add_canvas_stats(child, canvases, affine))
+            out.extend(add_canvas_stats(child, canvases, affine, residual))
     return out
 
 

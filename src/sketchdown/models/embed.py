@@ -34,6 +34,7 @@ class ModelConfig:
     weights: str = "auto"  # initial backbone weights; a checkpoint overrides them
     canvas_stats: tuple[int, ...] = ()  # batch-norm statistics per these canvases (a multi-canvas sketch tower)
     canvas_affine: bool = False  # and a batch-norm scale and shift per canvas too
+    canvas_affine_residual: bool = False  # those as offsets on a shared scale and shift
 
     def __post_init__(self) -> None:
         if self.pool not in ("avg", "max"):
@@ -41,11 +42,13 @@ class ModelConfig:
         object.__setattr__(self, "canvas_stats", tuple(sorted(int(c) for c in self.canvas_stats)))
         if self.canvas_affine and not self.canvas_stats:
             raise ValueError("canvas_affine needs canvas_stats (the canvases to keep a scale and shift for)")
+        if self.canvas_affine_residual and not self.canvas_affine:
+            raise ValueError("canvas_affine_residual needs canvas_affine (the offsets are per canvas)")
 
 
 # Fields added after models shipped, with the value every earlier model has: a config stores them only when set,
 # so the identity (a hash of the config) of every earlier model, and of the indexes it filled, stays as it was.
-LATER_FIELDS = {"canvas_affine": False}
+LATER_FIELDS = {"canvas_affine": False, "canvas_affine_residual": False}
 
 
 def config_dict(config: object) -> dict:
@@ -64,8 +67,8 @@ class EmbeddingNet(nn.Module):
         c = self.backbone.out_channels
         self.head = nn.Linear(c, config.embed_dim) if config.embed_dim else nn.Identity()
         self.dim = config.embed_dim or c
-        self._canvas_norms = (add_canvas_stats(self.backbone, config.canvas_stats, config.canvas_affine)
-                              if config.canvas_stats else [])
+        self._canvas_norms = (add_canvas_stats(self.backbone, config.canvas_stats, config.canvas_affine,
+                                               config.canvas_affine_residual) if config.canvas_stats else [])
 
     pinned_slot: int | None = None  # the canvas statistics to use whatever the input's size (``pin_canvas``)
 
@@ -175,10 +178,12 @@ BRANCHES = ("shared", "untied")
 
 def create_model(backbone: str = "mobilenet_v2", embed_dim: int | None = None, pool: str = "avg",
                  weights: str = "auto", branches: str = "shared", sketch_backbone: str | None = None,
-                 canvas_stats: tuple[int, ...] = (), canvas_affine: bool = False) -> EmbeddingNet | TwinNet:
+                 canvas_stats: tuple[int, ...] = (), canvas_affine: bool = False,
+                 canvas_affine_residual: bool = False) -> EmbeddingNet | TwinNet:
     """One shared tower, or (``branches="untied"``) a sketch tower (``sketch_backbone``, default the same; with
     batch-norm statistics per ``canvas_stats`` canvas if given, and a scale and shift per canvas with
-    ``canvas_affine``) and a photo tower, each starting from ``weights``."""
+    ``canvas_affine``, offsets on a shared one with ``canvas_affine_residual``) and a photo tower, each starting
+    from ``weights``."""
     if branches not in BRANCHES:
         raise SketchdownError(f"branches must be one of {', '.join(BRANCHES)}, got {branches!r}")
     photo = EmbeddingNet(ModelConfig(backbone=backbone, embed_dim=embed_dim, pool=pool, weights=weights))
@@ -187,7 +192,8 @@ def create_model(backbone: str = "mobilenet_v2", embed_dim: int | None = None, p
             raise SketchdownError("a separate sketch backbone or per-canvas statistics need branches='untied'")
         return photo
     sketch = EmbeddingNet(ModelConfig(backbone=sketch_backbone or backbone, embed_dim=embed_dim, pool=pool,
-                                      weights=weights, canvas_stats=tuple(canvas_stats), canvas_affine=canvas_affine))
+                                      weights=weights, canvas_stats=tuple(canvas_stats), canvas_affine=canvas_affine,
+                                      canvas_affine_residual=canvas_affine_residual))
     return TwinNet(sketch, photo)
 
 

@@ -32,6 +32,9 @@ class TrainConfig:
     canvas_affine: bool = field(default=False, metadata={"help": "with canvas_stats: a batch-norm scale and shift "
                                                                   "per canvas too (no FLOPs; 2 x channels "
                                                                   "parameters per canvas and batch norm)"})
+    canvas_affine_residual: bool = field(default=False, metadata={"help": "with canvas_affine: the per-canvas scales "
+                                                                           "and shifts are offsets (from zero) on "
+                                                                           "shared ones that every canvas trains"})
     canvas_affine_lr: float = field(default=1.0, metadata={"help": "a multi-canvas sketch tower's batch-norm "
                                                                     "scales and shifts (per canvas with "
                                                                     "canvas_affine) learn at this multiple of the "
@@ -109,6 +112,8 @@ class TrainConfig:
             raise ValueError("sketch_backbone needs branches=untied")
         if self.canvas_affine and not (self.canvas_stats and self.branches == "untied" and len(self.canvases) > 1):
             raise ValueError("canvas_affine needs canvas_stats, branches=untied and several canvases")
+        if self.canvas_affine_residual and not self.canvas_affine:
+            raise ValueError("canvas_affine_residual needs canvas_affine")
         if not self.canvas_affine_lr > 0:
             raise ValueError("canvas_affine_lr must be positive")
         resolve(self.precision, self.memory_format)  # raises on an unknown value
@@ -118,7 +123,8 @@ class TrainConfig:
 
         per_canvas = self.canvas_stats and self.branches == "untied" and len(self.canvases) > 1
         return create_model(self.backbone, self.embed_dim, self.pool, self.weights, self.branches,
-                            self.sketch_backbone, tuple(self.canvases) if per_canvas else (), self.canvas_affine)
+                            self.sketch_backbone, tuple(self.canvases) if per_canvas else (), self.canvas_affine,
+                            self.canvas_affine_residual)
 
 
 RELATIONS = ("triplet", "batch")

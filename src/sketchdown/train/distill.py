@@ -170,24 +170,25 @@ def student_from_teacher(cfg: DistillConfig, teacher: Model) -> TwinNet:
     photo = copy.deepcopy(teacher.photo if isinstance(teacher, TwinNet) else teacher)
     photo.requires_grad_(cfg.photo_tower == "own")
     stats = tuple(cfg.canvases) if cfg.canvas_stats and len(cfg.canvases) > 1 else ()
-    affine = cfg.canvas_affine  # the config only allows it with several canvases' statistics
+    # the config only allows a scale and shift per canvas with several canvases' statistics
+    affine = {"canvas_affine": cfg.canvas_affine, "canvas_affine_residual": cfg.canvas_affine_residual}
     if cfg.student_init == "teacher":
         own = teacher.sketch_tower
         if own.config.canvas_stats:
-            if tuple(own.config.canvas_stats) != tuple(sorted(stats)) or own.config.canvas_affine != affine:
+            theirs = {k: getattr(own.config, k) for k in affine}
+            if tuple(own.config.canvas_stats) != tuple(sorted(stats)) or theirs != affine:
                 raise SketchdownError(f"the teacher's sketch tower keeps statistics for canvases "
-                                      f"{list(own.config.canvas_stats)} (scale and shift per canvas: "
-                                      f"{own.config.canvas_affine}), the student trains at {list(cfg.canvases)} "
-                                      f"({affine})")
+                                      f"{list(own.config.canvas_stats)} ({theirs}), the student trains at "
+                                      f"{list(cfg.canvases)} ({affine})")
             sketch = copy.deepcopy(own)
         else:  # plain batch norms: every canvas starts from the teacher's statistics (and scale and shift)
-            sketch = EmbeddingNet(dataclasses.replace(own.config, canvas_stats=stats, canvas_affine=affine),
+            sketch = EmbeddingNet(dataclasses.replace(own.config, canvas_stats=stats, **affine),
                                   copy.deepcopy(own.backbone))
             sketch.load_state_dict({k: v for k, v in own.state_dict().items() if not k.startswith("backbone.")},
                                    strict=False)
     else:
         sketch = EmbeddingNet(ModelConfig(backbone=cfg.backbone, embed_dim=cfg.embed_dim, pool=cfg.pool,
-                                          weights=cfg.weights, canvas_stats=stats, canvas_affine=affine))
+                                          weights=cfg.weights, canvas_stats=stats, **affine))
     return TwinNet(sketch.requires_grad_(True), photo)
 
 

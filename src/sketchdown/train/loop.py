@@ -97,14 +97,13 @@ def start_run(config, out: str | Path, resume: bool) -> Run:
 
 def param_groups(model: Model, affine_lr: float = 1.0) -> list[dict]:
     """The trainable parameters as AdamW groups, each with its multiple of the scheduled rate (``lr_scale``): a
-    multi-canvas tower's batch-norm scales and shifts (per canvas, or shared) at ``affine_lr``. Per-canvas copies
+    multi-canvas tower's batch-norm scales and shifts (per canvas, shared, or both) at ``affine_lr``. Per-canvas copies
     start equal, and AdamW moves a parameter about the rate a step, so at 1e-4 for 120 steps they would hardly
     part. At 1 there is one group, as in runs made before the option (so they resume)."""
     trainable = [p for p in model.parameters() if p.requires_grad]
     if affine_lr == 1.0:
         return [{"params": trainable, "lr_scale": 1.0}]
-    own = {id(p) for m in model.modules() if isinstance(m, CanvasBatchNorm2d)
-           for p in ((m.canvas_weight, m.canvas_bias) if m.per_canvas_affine else (m.weight, m.bias)) if p is not None}
+    own = {id(p) for m in model.modules() if isinstance(m, CanvasBatchNorm2d) for p in m.parameters(recurse=False)}
     groups = [{"params": [p for p in trainable if id(p) not in own], "lr_scale": 1.0},
               {"params": [p for p in trainable if id(p) in own], "lr_scale": affine_lr}]
     return [g for g in groups if g["params"]]
