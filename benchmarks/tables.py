@@ -201,7 +201,7 @@ def selector_table(results: list[dict]) -> str:
                   f"{'met' if chooses else 'NOT met'} (over the best blind mixture of canvases at that cost: "
                   f"{best['acc1'] - h['random_acc1']:+.2f}).", ""]
     lines.append("![test acc@1 against mean GFLOPs per sketch](results/selector-curve.png)")
-    lines.append(f"\n_`{results[0]['command']}`_" if results else "")
+    lines += [""] + [f"_{r['set']}: `{r['command']}`_  " for r in results]  # each set's own command
     return "\n".join(lines)
 
 
