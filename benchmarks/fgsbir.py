@@ -33,7 +33,7 @@ import yaml
 from sketchdown.eval.flops import backbone_cost, measure_latency
 from sketchdown.eval.results import update_rows
 from sketchdown.files import write_json
-from sketchdown.models.canvas_norm import CanvasBatchNorm2d
+from sketchdown.models.canvas_norm import CanvasBatchNorm2d, last_downsample
 from sketchdown.models.embed import EmbeddingNet, ModelConfig, read_checkpoint
 from sketchdown.models.precision import resolve
 from sketchdown.models.registry import create_backbone
@@ -147,23 +147,27 @@ def tabulate(args: argparse.Namespace, spec: dict, names: list[str]) -> list[dic
         for canvas in exp["canvases"]:
             # what a query pays: the sketch tower of every member (an ensemble costs all its members)
             parts = [m.get("sketch_backbone") or m["backbone"] for m in members]
-            for part in parts:
-                if (part, canvas) not in latency:
+            # a sketch tower trained with --canvas-unstride runs its last downsampling at stride 1 there
+            keys = [(part, canvas, canvas in config.get("canvas_unstride", ())) for part in parts]
+            for key in keys:
+                if key not in latency:
                     with warnings.catch_warnings():
                         warnings.simplefilter("ignore")
-                        net = create_backbone(part, "none")
+                        net = create_backbone(key[0], "none")
+                    if key[2]:
+                        last_downsample(net).stride = (1, 1)
                     lat = measure_latency(net, canvas, repeats=args.repeats, threads=args.latency_threads,
-                                          precision=resolve(backbone=part, use="query"))
-                    latency[part, canvas] = (backbone_cost(net, canvas), lat)
-            gflops = sum(latency[p, canvas][0].gflops for p in parts)
-            params = sum(latency[p, canvas][0].params_m for p in parts) + extra_params
-            ms = sum(latency[p, canvas][1].median_ms for p in parts)
-            busy = any(latency[p, canvas][1].busy for p in parts)
+                                          precision=resolve(backbone=key[0], use="query"))
+                    latency[key] = (backbone_cost(net, canvas), lat)
+            gflops = sum(latency[k][0].gflops for k in keys)
+            params = sum(latency[k][0].params_m for k in keys) + extra_params
+            ms = sum(latency[k][1].median_ms for k in keys)
+            busy = any(latency[k][1].busy for k in keys)
             acc = {k: [t[canvas][k] for t in tests] for k in ("acc1", "acc5", "acc10")}
             wall = [r["wall_seconds"] for r in runs if r["wall_seconds"] is not None]
             rows.append({"name": name, "backbone": backbone, "canvas": canvas, "params_m": round(params, 3),
                          "gflops": round(gflops, 4), "cpu_ms": round(ms, 2), "cpu_busy": busy,
-                         "cpu_precision": latency[parts[0], canvas][1].precision,
+                         "cpu_precision": latency[keys[0]][1].precision,
                          "branches": "+".join(sorted({m.get("branches", "shared") for m in members})),
                          "precision": runs[0]["precision"],
                          **{k: round(statistics.mean(v), 2) for k, v in acc.items()},

@@ -256,6 +256,22 @@ def test_canvas_affine_student_starts_as_the_teacher_and_moves_each_canvas_apart
         DistillConfig(canvases=(64,), canvas_affine=True, teacher=str(tiny_teacher))
 
 
+def test_an_unstrided_student_starts_from_the_teacher_and_keeps_the_stride_at_the_other_canvases(data, tiny_teacher):
+    """``canvas_unstride``: the student copies the teacher's weights and embeds a 64 px sketch as the teacher does;
+    at 32 px its last downsampling runs at stride 1, so it differs there."""
+    from sketchdown.train.distill import student_from_teacher
+
+    cfg = DistillConfig(canvases=(32, 64), eval_canvas=64, relation="batch", teacher=str(tiny_teacher),
+                        student_init="teacher", photo_tower="own", canvas_unstride=(32,), **TINY, data=str(data))
+    teacher = load_model(tiny_teacher / "best.pt").eval()
+    student = student_from_teacher(cfg, teacher).eval()
+    assert student.sketch.config.canvas_unstride == (32,)
+    x64, x32 = torch.rand(2, 3, 64, 64), torch.rand(2, 3, 32, 32)
+    with torch.no_grad():
+        assert torch.allclose(student.encode_sketch(x64), teacher.encode_sketch(x64), atol=1e-5)
+        assert not torch.allclose(student.encode_sketch(x32), teacher.encode_sketch(x32), atol=1e-3)
+
+
 def test_unpaired_sketches_through_running_statistics_leave_them_to_the_paired(data, chair_pickle, tiny_teacher):
     """``unpaired_bn="running"``: the unpaired sketches pass the batch norms in eval mode, so a step moves the
     running statistics exactly as the same step without them does (with "batch" they move them too), and the

@@ -252,6 +252,38 @@ def test_residual_canvas_affine_offsets_a_shared_scale_and_shift(tmp_path):
         create_model(weights="none", branches="untied", canvas_stats=(32, 64), canvas_affine_residual=True)
 
 
+def test_canvas_unstride_skips_the_last_downsampling_at_its_canvas_only(tmp_path):
+    """``canvas_unstride=(32,)``: the same weights embed a 64 px sketch exactly as the plain tower does, but a 32 px
+    one through a 2 x 2 final map instead of 1 x 1, and its FLOPs are counted so; the layout survives a save and
+    load (configs without it hash as before), and only canvases with statistics may be named."""
+    from sketchdown.eval.flops import query_gflops
+    from sketchdown.models.embed import config_dict
+
+    torch.manual_seed(0)
+    plain = create_model(weights="none", branches="untied", canvas_stats=(32, 64)).eval()
+    model = create_model(weights="none", branches="untied", canvas_stats=(32, 64), canvas_unstride=(32,)).eval()
+    model.load_state_dict(plain.state_dict())  # no parameter or buffer of its own
+    maps = []
+    model.sketch.backbone.register_forward_hook(lambda mod, args, out: maps.append(out.shape[-2:]))
+    x64, x32 = torch.rand(2, 3, 64, 64), torch.rand(2, 3, 32, 32)
+    with torch.no_grad():
+        assert torch.allclose(model.encode_sketch(x64), plain.encode_sketch(x64), atol=1e-6)
+        assert not torch.allclose(model.encode_sketch(x32), plain.encode_sketch(x32), atol=1e-3)
+        assert torch.allclose(model.encode_sketch(x32).norm(dim=1), torch.ones(2))
+        model.encode_sketch(x64)  # the stride comes back for the next 64 px input
+    assert [tuple(m) for m in maps] == [(2, 2), (2, 2), (2, 2), (2, 2)]
+    assert query_gflops(model, 64) == query_gflops(plain, 64)
+    assert 1.5 * query_gflops(plain, 32) < query_gflops(model, 32) < query_gflops(plain, 64)
+    save_checkpoint(tmp_path / "m.pt", model)
+    loaded = load_model(tmp_path / "m.pt").eval()
+    assert loaded.sketch.config.canvas_unstride == (32,)
+    with torch.no_grad():
+        assert torch.allclose(loaded.encode_sketch(x32), model.encode_sketch(x32))
+    assert "canvas_unstride" not in config_dict(plain.config)["sketch"]
+    with pytest.raises(ValueError, match="canvas_unstride"):
+        create_model(weights="none", branches="untied", canvas_stats=(64, 128), canvas_unstride=(32,))
+
+
 def test_an_ensemble_of_untied_models_saves_and_loads(tmp_path):
     from sketchdown.models.embed import EnsembleNet, TwinNet, save_ensemble
 

@@ -98,17 +98,19 @@ def test_two_tower_models_export_both_towers_in_one_file(branches):
     assert np.abs(engine(x, "sketch") - engine(x, "photo")).max() > 1e-3  # two towers, not one served twice
 
 
-@pytest.mark.parametrize("canvas_stats,affine,residual", [((32, 64, 128), False, False), ((64,), False, False),
-                                                            ((32, 64, 128), True, False), ((32, 64, 128), True, True)])
-def test_per_canvas_statistics_follow_the_canvas_in_onnx_too(canvas_stats, affine, residual):
-    """The canvas slot is computed from the input's shape inside the graph, not baked in at the export size."""
+@pytest.mark.parametrize("canvas_stats,affine,residual,unstride", [
+    ((32, 64, 128), False, False, ()), ((64,), False, False, ()), ((32, 64, 128), True, False, ()),
+    ((32, 64, 128), True, True, ()), ((32, 64, 128), True, False, (32,))])
+def test_per_canvas_statistics_follow_the_canvas_in_onnx_too(canvas_stats, affine, residual, unstride):
+    """The canvas slot is computed from the input's shape inside the graph, not baked in at the export size (so is
+    the stride of the downsampling ``canvas_unstride`` skips at 32 px)."""
     from sketchdown.models.canvas_norm import CanvasBatchNorm2d
     from sketchdown.models.embed import create_model
     from sketchdown.retrieval.encoder import Retriever
 
     torch.manual_seed(0)
     twin = create_model("mobilenet_v2", weights="none", branches="untied", canvas_stats=canvas_stats,
-                        canvas_affine=affine, canvas_affine_residual=residual)
+                        canvas_affine=affine, canvas_affine_residual=residual, canvas_unstride=unstride)
     for norm in (m for m in twin.sketch.modules() if isinstance(m, CanvasBatchNorm2d)):
         norm.canvas_mean[0] += 0.5  # make the first canvas's statistics differ from the others
         norm.canvas_var[-1] *= 2.0

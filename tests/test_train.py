@@ -161,3 +161,9 @@ def test_per_canvas_scales_and_shifts_get_their_own_rate():
         dataclasses.replace(TINY, canvas_affine_lr=0.0)
     with pytest.raises(ValueError, match="canvas_affine_residual needs canvas_affine"):
         dataclasses.replace(TINY, canvas_affine_residual=True)
+    with pytest.raises(ValueError, match="canvas_unstride needs"):  # TINY trains at 64 only
+        dataclasses.replace(TINY, canvas_unstride=(64,))
+    with pytest.raises(ValueError, match="canvas_unstride needs"):  # a canvas not trained at
+        dataclasses.replace(TINY, canvases=(64, 128), canvas_unstride=(32,))
+    assert dataclasses.replace(TINY, canvases=(32, 64), branches="untied", weights="none",
+                               canvas_unstride=(32,)).build_model().sketch.config.canvas_unstride == (32,)

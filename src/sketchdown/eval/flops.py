@@ -54,9 +54,16 @@ def backbone_cost(backbone: nn.Module, canvas: int) -> Cost:
     return Cost(canvas=canvas, gflops=count_flops(features, canvas) / 1e9, params_m=count_params(features) / 1e6)
 
 
+def tower_cost(tower: nn.Module, canvas: int) -> Cost:
+    """``backbone_cost`` of a tower's backbone as the tower runs it at ``canvas`` (a multi-canvas tower may run a
+    convolution at another stride there: ``EmbeddingNet.use_canvas``)."""
+    tower.use_canvas(canvas)
+    return backbone_cost(tower.backbone, canvas)
+
+
 def query_gflops(model: nn.Module, canvas: int) -> float:
     """What one query pays at ``canvas``: the sketch tower's backbone (every member's, for an ensemble)."""
-    return sum(backbone_cost(m.sketch_tower.backbone, canvas).gflops for m in getattr(model, "members", [model]))
+    return sum(tower_cost(m.sketch_tower, canvas).gflops for m in getattr(model, "members", [model]))
 
 
 BUSY_SPREAD = 0.25  # (p90 - p10) / median above this: the repeats disagree, something else was running

@@ -20,7 +20,7 @@ from torch import nn
 
 from ..errors import InputError, SketchdownError
 from ..files import write_atomic
-from .canvas_norm import add_canvas_stats, nearest_slot
+from .canvas_norm import add_canvas_stats, last_downsample, nearest_slot
 from .registry import Backbone, create_backbone
 
 
@@ -35,6 +35,7 @@ class ModelConfig:
     canvas_stats: tuple[int, ...] = ()  # batch-norm statistics per these canvases (a multi-canvas sketch tower)
     canvas_affine: bool = False  # and a batch-norm scale and shift per canvas too
     canvas_affine_residual: bool = False  # those as offsets on a shared scale and shift
+    canvas_unstride: tuple[int, ...] = ()  # of canvas_stats: the backbone's last downsampling at stride 1 there
 
     def __post_init__(self) -> None:
         if self.pool not in ("avg", "max"):
@@ -44,11 +45,15 @@ class ModelConfig:
             raise ValueError("canvas_affine needs canvas_stats (the canvases to keep a scale and shift for)")
         if self.canvas_affine_residual and not self.canvas_affine:
             raise ValueError("canvas_affine_residual needs canvas_affine (the offsets are per canvas)")
+        object.__setattr__(self, "canvas_unstride", tuple(sorted(int(c) for c in self.canvas_unstride)))
+        if not set(self.canvas_unstride) <= set(self.canvas_stats):
+            raise ValueError(f"canvas_unstride {list(self.canvas_unstride)} must be canvases of canvas_stats "
+                             f"{list(self.canvas_stats)} (the input's size picks the canvas)")
 
 
 # Fields added after models shipped, with the value every earlier model has: a config stores them only when set,
 # so the identity (a hash of the config) of every earlier model, and of the indexes it filled, stays as it was.
-LATER_FIELDS = {"canvas_affine": False, "canvas_affine_residual": False}
+LATER_FIELDS = {"canvas_affine": False, "canvas_affine_residual": False, "canvas_unstride": ()}
 
 
 def config_dict(config: object) -> dict:
@@ -69,18 +74,30 @@ class EmbeddingNet(nn.Module):
         self.dim = config.embed_dim or c
         self._canvas_norms = (add_canvas_stats(self.backbone, config.canvas_stats, config.canvas_affine,
                                                config.canvas_affine_residual) if config.canvas_stats else [])
+        # a tuple, not an attribute nn.Module would register (the conv is the backbone's, saved once)
+        self._unstride = (last_downsample(self.backbone),) if config.canvas_unstride else ()
 
     pinned_slot: int | None = None  # the canvas statistics to use whatever the input's size (``pin_canvas``)
+
+    def use_canvas(self, side: int | None) -> None:
+        """Set the per-canvas layers for an input of ``side`` px (or the pinned canvas): which statistics (and
+        scales and shifts) the batch norms use, and the stride of the downsampling ``canvas_unstride`` skips."""
+        if not self._canvas_norms:
+            return
+        slot = self.pinned_slot if self.pinned_slot is not None else nearest_slot(self.config.canvas_stats, side)
+        for norm in self._canvas_norms:
+            norm.slot = slot
+        step = 1 if self.config.canvas_stats[slot] in self.config.canvas_unstride else 2
+        for conv in self._unstride:
+            conv.stride = (step, step)
 
     def pool(self, fmap: torch.Tensor) -> torch.Tensor:
         return fmap.amax(dim=(2, 3)) if self.config.pool == "max" else fmap.mean(dim=(2, 3))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if self._canvas_norms:  # normalise with the statistics of the canvas this input was drawn at
-            slot = nearest_slot(self.config.canvas_stats, max(x.shape[-2:])) if self.pinned_slot is None else \
-                self.pinned_slot
-            for norm in self._canvas_norms:
-                norm.slot = slot
+        # the layers of the canvas this input was drawn at (pinned: the shape, traced in an export, is not read)
+        if self._canvas_norms:
+            self.use_canvas(max(x.shape[-2:]) if self.pinned_slot is None else None)
         # normalised in fp32: under bf16 autocast a bf16 norm leaves vectors up to 0.3% off unit length
         return F.normalize(self.head(self.pool(self.backbone(x))).float(), dim=1)
 
@@ -179,11 +196,12 @@ BRANCHES = ("shared", "untied")
 def create_model(backbone: str = "mobilenet_v2", embed_dim: int | None = None, pool: str = "avg",
                  weights: str = "auto", branches: str = "shared", sketch_backbone: str | None = None,
                  canvas_stats: tuple[int, ...] = (), canvas_affine: bool = False,
-                 canvas_affine_residual: bool = False) -> EmbeddingNet | TwinNet:
+                 canvas_affine_residual: bool = False,
+                 canvas_unstride: tuple[int, ...] = ()) -> EmbeddingNet | TwinNet:
     """One shared tower, or (``branches="untied"``) a sketch tower (``sketch_backbone``, default the same; with
     batch-norm statistics per ``canvas_stats`` canvas if given, and a scale and shift per canvas with
-    ``canvas_affine``, offsets on a shared one with ``canvas_affine_residual``) and a photo tower, each starting
-    from ``weights``."""
+    ``canvas_affine``, offsets on a shared one with ``canvas_affine_residual``, the last downsampling skipped at
+    the ``canvas_unstride`` canvases) and a photo tower, each starting from ``weights``."""
     if branches not in BRANCHES:
         raise SketchdownError(f"branches must be one of {', '.join(BRANCHES)}, got {branches!r}")
     photo = EmbeddingNet(ModelConfig(backbone=backbone, embed_dim=embed_dim, pool=pool, weights=weights))
@@ -193,7 +211,8 @@ def create_model(backbone: str = "mobilenet_v2", embed_dim: int | None = None, p
         return photo
     sketch = EmbeddingNet(ModelConfig(backbone=sketch_backbone or backbone, embed_dim=embed_dim, pool=pool,
                                       weights=weights, canvas_stats=tuple(canvas_stats), canvas_affine=canvas_affine,
-                                      canvas_affine_residual=canvas_affine_residual))
+                                      canvas_affine_residual=canvas_affine_residual,
+                                      canvas_unstride=tuple(canvas_unstride)))
     return TwinNet(sketch, photo)
 
 

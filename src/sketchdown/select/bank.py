@@ -24,7 +24,7 @@ from ..data.sketch import Sketch
 from ..errors import InputError
 from ..files import digest, write_atomic
 from ..eval.evaluate import encode
-from ..eval.flops import backbone_cost
+from ..eval.flops import tower_cost
 from ..eval.metrics import true_ranks
 from ..models.embed import Model, state_parts
 from ..train import distributed
@@ -157,7 +157,7 @@ def build_bank(student: Model, rset: RetrievalSet, canvases: tuple[int, ...] = C
     parts = distributed.gather_objects(part)
     whole = {k: [x for p in parts for x in p[k]] if k == "points" else torch.cat([p[k] for p in parts])
              for k in part}
-    costs = [backbone_cost(student.sketch_tower.backbone, c) for c in canvases]
+    costs = [tower_cost(student.sketch_tower, c) for c in canvases]
     return Bank(name=rset.name, key=bank_key(student, rset, canvases, photo_size, raster_method), canvases=canvases,
                 targets=torch.tensor(rset.targets), gallery=len(rset.photos),
                 student_gflops=torch.tensor([c.gflops for c in costs]), student_params_m=costs[0].params_m, **whole)

@@ -35,6 +35,11 @@ class TrainConfig:
     canvas_affine_residual: bool = field(default=False, metadata={"help": "with canvas_affine: the per-canvas scales "
                                                                            "and shifts are offsets (from zero) on "
                                                                            "shared ones that every canvas trains"})
+    canvas_unstride: tuple[int, ...] = field(default=(), metadata={"help": "with canvas_stats: canvases (of "
+                                                                            "canvases) at which the sketch tower's "
+                                                                            "last downsampling runs at stride 1 (a "
+                                                                            "2x2 final map at 32 px; the FLOPs "
+                                                                            "are counted so)"})
     canvas_affine_lr: float = field(default=1.0, metadata={"help": "a multi-canvas sketch tower's batch-norm "
                                                                     "scales and shifts (per canvas with "
                                                                     "canvas_affine) learn at this multiple of the "
@@ -114,6 +119,10 @@ class TrainConfig:
             raise ValueError("canvas_affine needs canvas_stats, branches=untied and several canvases")
         if self.canvas_affine_residual and not self.canvas_affine:
             raise ValueError("canvas_affine_residual needs canvas_affine")
+        if self.canvas_unstride and not (self.canvas_stats and self.branches == "untied" and len(self.canvases) > 1
+                                         and set(self.canvas_unstride) <= set(self.canvases)):
+            raise ValueError("canvas_unstride needs canvas_stats, branches=untied and several canvases, and names "
+                             "canvases trained at")
         if not self.canvas_affine_lr > 0:
             raise ValueError("canvas_affine_lr must be positive")
         resolve(self.precision, self.memory_format)  # raises on an unknown value
@@ -124,7 +133,7 @@ class TrainConfig:
         per_canvas = self.canvas_stats and self.branches == "untied" and len(self.canvases) > 1
         return create_model(self.backbone, self.embed_dim, self.pool, self.weights, self.branches,
                             self.sketch_backbone, tuple(self.canvases) if per_canvas else (), self.canvas_affine,
-                            self.canvas_affine_residual)
+                            self.canvas_affine_residual, tuple(self.canvas_unstride) if per_canvas else ())
 
 
 RELATIONS = ("triplet", "batch")

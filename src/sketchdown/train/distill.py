@@ -170,8 +170,9 @@ def student_from_teacher(cfg: DistillConfig, teacher: Model) -> TwinNet:
     photo = copy.deepcopy(teacher.photo if isinstance(teacher, TwinNet) else teacher)
     photo.requires_grad_(cfg.photo_tower == "own")
     stats = tuple(cfg.canvases) if cfg.canvas_stats and len(cfg.canvases) > 1 else ()
-    # the config only allows a scale and shift per canvas with several canvases' statistics
-    affine = {"canvas_affine": cfg.canvas_affine, "canvas_affine_residual": cfg.canvas_affine_residual}
+    # the config only allows a scale and shift per canvas (or a stride) with several canvases' statistics
+    affine = {"canvas_affine": cfg.canvas_affine, "canvas_affine_residual": cfg.canvas_affine_residual,
+              "canvas_unstride": tuple(sorted(cfg.canvas_unstride))}
     if cfg.student_init == "teacher":
         own = teacher.sketch_tower
         if own.config.canvas_stats:
