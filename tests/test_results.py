@@ -114,3 +114,33 @@ def test_a_candidate_selector_run_writes_only_its_candidate_file(tmp_path, data,
     assert readme.read_text().count("shipped") == 1  # the shipped block is untouched
     res = json.loads((results / "candidates" / "selector-chairs-v1-try.json").read_text())
     assert res["best"] == "cascade" and (tmp_path / "runs/selector-try/chairs-v1/cascade/best.pt").is_file()
+
+
+def test_lambda_is_chosen_on_the_policy_seeds_mean_and_the_best_seed_ships(tmp_path, monkeypatch):
+    """Seed 0 alone is best at lambda_F 0.1, but its other seeds fall there: the mean chooses 0.2, and of 0.2's
+    seeds the best on validation (seed 2) is saved; the test figures are 0.2's seeds' mean and spread."""
+    val = {(0.1, 0): 60, (0.1, 1): 20, (0.1, 2): 20, (0.2, 0): 40, (0.2, 1): 40, (0.2, 2): 50}
+
+    def fit(cfg, banks):
+        return SimpleNamespace(lf=cfg.lambda_flops, seed=cfg.seed), None
+
+    def report(sel, bank):
+        acc = val[sel.lf, sel.seed] + (5 if bank == "test" else 0)
+        policy = {"acc1": acc, "acc5": acc, "acc10": acc, "gflops": 0.2, "student_gflops": 0.19,
+                  "selector_gflops": 0.01, "canvas_share": {"64": sel.seed / 10, "128": 1 - sel.seed / 10}}
+        return {"policy": policy, "selector_params_m": 0.1}
+
+    saved = {}
+    monkeypatch.setattr(selector, "fit_policy", fit)
+    monkeypatch.setattr(selector, "report", report)
+    monkeypatch.setattr(selector, "headroom", lambda bank, mean: {"mean_acc1": mean["acc1"]})
+    monkeypatch.setattr(selector, "random_at", lambda bank, g: {"acc1": 0.0})
+    monkeypatch.setattr(selector, "save_policy", lambda path, sel, config, best: saved.update(seed=sel.seed))
+    args = SimpleNamespace(lambdas=[0.1, 0.2], seeds=[0, 1, 2], budget_gflops=0.26)
+    cfg = selector.SelectConfig(student="mobilenet_v2", set="chairs-v1")
+    r = selector.run_kind("vector", cfg, {"val": "val", "test": "test"}, args, tmp_path)
+    assert r["lambda_flops"] == 0.2 and r["val"]["acc1"] == (40 + 40 + 50) / 3
+    assert r["shipped_seed"] == 2 and saved["seed"] == 2 and r["test"]["shipped"]["acc1"] == 55
+    assert r["test"]["per_seed"]["acc1"] == [45, 45, 55] and abs(r["test"]["acc1_std"] - 4.714) < 1e-3
+    assert r["test"]["canvas_share"] == {"64": 0.2, "128": 0.8}
+    assert abs(r["sweep"][0]["val"]["canvas_share"]["64"] - 0.1) < 1e-12  # seeds' mean, canvas by canvas
