@@ -168,7 +168,7 @@ def run_kind(kind: str, cfg: SelectConfig, banks: dict[str, Bank], args: argpars
     lf = chosen["lambda_flops"]
     shipped = choose(chosen["per_seed"], args.budget_gflops)
     selector = fitted[lf, shipped["seed"]]
-    first = report(selector, banks["test"])
+    on_test = report(selector, banks["test"])
     save_policy(out / kind / "best.pt", selector, config=asdict(replace(cfg, lambda_flops=lf, seed=shipped["seed"])),
                 best={"val": shipped["val"]})
     acc = {k: [p["test"][k] for p in chosen["per_seed"]] for k in ("acc1", "acc5", "acc10", "gflops", "student_gflops")}
@@ -176,9 +176,9 @@ def run_kind(kind: str, cfg: SelectConfig, banks: dict[str, Bank], args: argpars
     return {"kind": kind, "lambda_flops": lf, "val": chosen["val"], "sweep": sweep, "seeds": seeds,
             "shipped_seed": shipped["seed"],
             "test": {**mean, "acc1_std": statistics.pstdev(acc["acc1"]), "per_seed": acc,
-                     "canvas_share": first["policy"]["canvas_share"],  # of the seed saved and shipped
-                     "shipped": pick(first["policy"]), "selector_gflops": first["policy"]["selector_gflops"]},
-            "selector_params_m": first["selector_params_m"], "headroom": headroom(banks["test"], mean),
+                     "canvas_share": on_test["policy"]["canvas_share"],  # of the seed saved and shipped
+                     "shipped": pick(on_test["policy"]), "selector_gflops": on_test["policy"]["selector_gflops"]},
+            "selector_params_m": on_test["selector_params_m"], "headroom": headroom(banks["test"], mean),
             "random": pick(random_at(banks["test"], mean["student_gflops"])), "selector": str(out / kind)}
 
 
