@@ -152,13 +152,14 @@ def run_kind(kind: str, cfg: SelectConfig, banks: dict[str, Bank], args: argpars
     them on validation. The test figures are the chosen lambda_F's seeds, mean and spread."""
     cfg = replace(cfg, policy=kind)
     seeds = [args.seeds[0]] if kind == "cascade" else args.seeds  # the cascade has no random init or sampling
-    sweep, fitted = [], {}
+    sweep, fitted, tested = [], {}, {}
     for lf in args.lambdas:
         per_seed = []
         for s in seeds:
             sel = fitted[lf, s] = fit_policy(replace(cfg, lambda_flops=lf, seed=s), banks)[0]
+            tested[lf, s] = report(sel, banks["test"])
             per_seed.append({"seed": s, "val": pick(report(sel, banks["val"])["policy"]),
-                             "test": pick(report(sel, banks["test"])["policy"])})
+                             "test": pick(tested[lf, s]["policy"])})
         sweep.append({"lambda_flops": lf, "val": mean_of([p["val"] for p in per_seed]),
                       "test": mean_of([p["test"] for p in per_seed]), "per_seed": per_seed})
         print(f"{cfg.set} {kind:<7} lambda_F {lf:<5} val acc@1 {sweep[-1]['val']['acc1']:6.2f} at "
@@ -167,12 +168,11 @@ def run_kind(kind: str, cfg: SelectConfig, banks: dict[str, Bank], args: argpars
     chosen = choose(sweep, args.budget_gflops)
     lf = chosen["lambda_flops"]
     shipped = choose(chosen["per_seed"], args.budget_gflops)
-    selector = fitted[lf, shipped["seed"]]
-    on_test = report(selector, banks["test"])
-    save_policy(out / kind / "best.pt", selector, config=asdict(replace(cfg, lambda_flops=lf, seed=shipped["seed"])),
-                best={"val": shipped["val"]})
+    on_test = tested[lf, shipped["seed"]]
+    save_policy(out / kind / "best.pt", fitted[lf, shipped["seed"]],
+                config=asdict(replace(cfg, lambda_flops=lf, seed=shipped["seed"])), best={"val": shipped["val"]})
     acc = {k: [p["test"][k] for p in chosen["per_seed"]] for k in ("acc1", "acc5", "acc10", "gflops", "student_gflops")}
-    mean = {k: statistics.fmean(v) for k, v in acc.items()}
+    mean = {k: chosen["test"][k] for k in acc}  # the seeds' mean, as the sweep holds it
     return {"kind": kind, "lambda_flops": lf, "val": chosen["val"], "sweep": sweep, "seeds": seeds,
             "shipped_seed": shipped["seed"],
             "test": {**mean, "acc1_std": statistics.pstdev(acc["acc1"]), "per_seed": acc,
