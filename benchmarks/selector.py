@@ -12,18 +12,20 @@ Per set and its SketchyNetV1 student:
 3. Selectors, each fitted on the cross-fitted bank (or, with ``--crossfit val`` for a set that has no cross-fitting
    runs, on the sketches of half its validation photos, choosing on the other half) over a lambda_F sweep,
    every policy seed (--seeds) at each lambda_F, lambda_F chosen on the seeds' mean validation figures (highest
-   acc@1 within --budget-gflops, else the cheapest) and the shipped seed the best of them there: the paper's vector
+   acc@1 within --budget-gflops, else the cheapest; with --choose-on oof on their out-of-fold figures over the
+   train bank's sketches instead) and the shipped seed the best of them there: the paper's vector
    policy (GRU over strokes; QMUL's raster sketches are traced into strokes, without their drawing order), the
    raster policy (tiny CNN on the 32 px canvas), and the cascade (32 px first, stop heads on the search's
    similarities). The test figures are the chosen lambda_F's seeds (mean and spread); the cascade is deterministic
    given its bank.
 4. On the test split beside each: every fixed canvas, the oracle, the best blind (random) policy at the same cost,
    the best fixed canvas that costs no more, and the share of the oracle's head-room over random captured.
-SketchyNetV2 is the selector best on validation. Writes results/selector-<set>.json, results/selector-curve.png,
-the selector runs (runs/selector/<set>/<kind>/best.pt, for ``sketchdown export --selector``), the rows
-sketchynet-v2, sketchynet-v2-<kind>, selector-oracle and selector-random of results/<set>.json, and the README
-block ``selector`` (with ``--candidate TAG``, a student that does not ship: results/candidates/selector-<set>-TAG.json
-and runs/selector-TAG only). Speed is measured by ``sketchdown bench`` (end to end over 5,000 photos).
+SketchyNetV2 is the selector best on validation (or out of fold). Writes results/selector-<set>.json,
+results/selector-curve.png, the selector runs (runs/selector/<set>/<kind>/best.pt, for ``sketchdown export
+--selector``), the rows sketchynet-v2, sketchynet-v2-<kind>, selector-oracle and selector-random of
+results/<set>.json, and the README block ``selector`` (with ``--candidate TAG``, a student or setting that does not
+ship: results/candidates/selector-<set>-TAG.json and runs/selector-TAG only). Speed is measured by ``sketchdown
+bench`` (end to end over 5,000 photos).
 
     python benchmarks/selector.py --sets chairs-v1 shoes-v1 --students S_CHAIRS S_SHOES \\
         --crossfit "runs/chairs-v1/v1b-fold-s*" "runs/shoes-v1/v1b-fold2-s*"
@@ -49,13 +51,14 @@ from sketchdown.files import write_json
 from sketchdown.models.artifact import load_model
 from sketchdown.select.bank import Bank, cached_bank
 from sketchdown.select.policy import save_policy
-from sketchdown.select.reinforce import (SelectConfig, headroom, oracle_acc1_at, oracle_actions, random_at,
-                                        references, report)
+from sketchdown.select.reinforce import (SelectConfig, decide, headroom, oracle_acc1_at, oracle_actions, outcome,
+                                        random_at, references, report)
 from sketchdown.select.runner import banks_for, fit_policy, split_sets, with_student_settings
 from sketchdown.train.configs import FOLD_GALLERIES
 from tables import render, rewards_table, selector_results
 
 KINDS = ("vector", "raster", "cascade")
+CHOOSE_ON = {"val": "validation", "oof": "out-of-fold"}  # what lambda_F, the kind and the shipped seed are chosen on
 KEYS = ("acc1", "acc5", "acc10", "gflops", "student_gflops", "selector_gflops", "canvas_share")
 
 
@@ -77,6 +80,12 @@ def get_args_parser() -> argparse.ArgumentParser:
     p.add_argument("--val-gallery", choices=FOLD_GALLERIES, default="pool",
                    help="what the validation sketches are ranked among: every training photo (pool) or the "
                         "validation photos alone (unseen)")
+    p.add_argument("--choose-on", choices=list(CHOOSE_ON), default="val",
+                   help="choose lambda_F, the kind and the shipped seed on the validation bank (val), or on the "
+                        "train bank's sketches scored by selectors fitted without their fold (oof: --oof-folds "
+                        "refits a selector; 170 Chair-V1 sketches instead of 30, each policy's epoch still picked on "
+                        "validation)")
+    p.add_argument("--oof-folds", type=int, default=3, help="folds of the train bank's photos for --choose-on oof")
     p.add_argument("--budget-gflops", type=float, default=0.26, help="validation cost budget for choosing lambda_F "
                                                                      "(a third of MobileNetV2 at 256)")
     p.add_argument("--epochs", type=int, default=SelectConfig.epochs)
@@ -129,12 +138,13 @@ def statistics_of(bank: Bank) -> dict:
             "choice_matters": float((bank.ranks != bank.ranks[:, -1:]).any(1).double().mean())}
 
 
-def choose(sweep: list[dict], budget: float) -> dict:
-    """Highest validation acc@1 among the points within budget (cheaper on ties); else the cheapest point."""
-    within = [s for s in sweep if s["val"]["gflops"] <= budget]
+def choose(sweep: list[dict], budget: float, on: str = "val") -> dict:
+    """Highest acc@1 in the ``on`` figures among the points within budget there (cheaper on ties); else the
+    cheapest point."""
+    within = [s for s in sweep if s[on]["gflops"] <= budget]
     if within:
-        return max(within, key=lambda s: (s["val"]["acc1"], -s["val"]["gflops"]))
-    return min(sweep, key=lambda s: s["val"]["gflops"])
+        return max(within, key=lambda s: (s[on]["acc1"], -s[on]["gflops"]))
+    return min(sweep, key=lambda s: s[on]["gflops"])
 
 
 def mean_of(results: list[dict]) -> dict:
@@ -146,10 +156,31 @@ def mean_of(results: list[dict]) -> dict:
     return out
 
 
+def out_of_fold(cfg: SelectConfig, banks: dict[str, Bank], folds: int) -> dict:
+    """The selector's figures on the train bank's sketches, each scored by a selector fitted without its fold (the
+    sketches of every ``folds``-th of the bank's photos, in a fixed shuffled order; a photo's sketches stay
+    together): a choice on 170 Chair-V1 sketches instead of 30 validation ones. Figures are weighted by fold size."""
+    train = banks["train"]
+    photos = train.targets.unique()
+    order = photos[torch.randperm(len(photos), generator=torch.Generator().manual_seed(0))]
+    parts = []
+    for f in range(folds):
+        held = torch.isin(train.targets, order[f::folds])
+        selector = fit_policy(cfg, {**banks, "train": train.subset(~held, f"{train.name}:without{f}")})[0]
+        scored = train.subset(held, f"{train.name}:fold{f}")
+        parts.append((len(scored), pick(outcome(scored, decide(selector, scored)))))
+    n = sum(k for k, _ in parts)
+    out = {k: sum(m * r[k] for m, r in parts) / n for k in parts[0][1] if k != "canvas_share"}
+    out["canvas_share"] = {c: sum(m * r["canvas_share"][c] for m, r in parts) / n for c in parts[0][1]["canvas_share"]}
+    return out
+
+
 def run_kind(kind: str, cfg: SelectConfig, banks: dict[str, Bank], args: argparse.Namespace, out: Path) -> dict:
     """Every policy seed at every lambda_F; lambda_F chosen on the seeds' MEAN validation figures (one seed's 30
     validation sketches chose a lambda_F whose other seeds learned another policy), the shipped seed the best of
-    them on validation. The test figures are the chosen lambda_F's seeds, mean and spread."""
+    them on validation (``--choose-on oof``: on their out-of-fold figures instead). The test figures are the chosen
+    lambda_F's seeds, mean and spread."""
+    on = args.choose_on
     cfg = replace(cfg, policy=kind)
     seeds = [args.seeds[0]] if kind == "cascade" else args.seeds  # the cascade has no random init or sampling
     sweep, fitted, tested = [], {}, {}
@@ -160,20 +191,23 @@ def run_kind(kind: str, cfg: SelectConfig, banks: dict[str, Bank], args: argpars
             tested[lf, s] = report(sel, banks["test"])
             per_seed.append({"seed": s, "val": pick(report(sel, banks["val"])["policy"]),
                              "test": pick(tested[lf, s]["policy"])})
-        sweep.append({"lambda_flops": lf, "val": mean_of([p["val"] for p in per_seed]),
-                      "test": mean_of([p["test"] for p in per_seed]), "per_seed": per_seed})
-        print(f"{cfg.set} {kind:<7} lambda_F {lf:<5} val acc@1 {sweep[-1]['val']['acc1']:6.2f} at "
-              f"{sweep[-1]['val']['gflops']:.3f} GFLOPs | test {sweep[-1]['test']['acc1']:6.2f} at "
-              f"{sweep[-1]['test']['gflops']:.3f} (mean of {len(seeds)} seeds)", flush=True)
-    chosen = choose(sweep, args.budget_gflops)
+            if on == "oof":
+                per_seed[-1]["oof"] = out_of_fold(replace(cfg, lambda_flops=lf, seed=s), banks, args.oof_folds)
+        sweep.append({"lambda_flops": lf, **{k: mean_of([p[k] for p in per_seed]) for k in per_seed[0] if k != "seed"},
+                      "per_seed": per_seed})
+        figures = " | ".join(f"{k} acc@1 {sweep[-1][k]['acc1']:6.2f} at {sweep[-1][k]['gflops']:.3f}"
+                             for k in ("oof", "val", "test") if k in sweep[-1])
+        print(f"{cfg.set} {kind:<7} lambda_F {lf:<5} {figures} GFLOPs (mean of {len(seeds)} seeds)", flush=True)
+    chosen = choose(sweep, args.budget_gflops, on)
     lf = chosen["lambda_flops"]
-    shipped = choose(chosen["per_seed"], args.budget_gflops)
+    shipped = choose(chosen["per_seed"], args.budget_gflops, on)
     on_test = tested[lf, shipped["seed"]]
     save_policy(out / kind / "best.pt", fitted[lf, shipped["seed"]],
                 config=asdict(replace(cfg, lambda_flops=lf, seed=shipped["seed"])), best={"val": shipped["val"]})
     acc = {k: [p["test"][k] for p in chosen["per_seed"]] for k in ("acc1", "acc5", "acc10", "gflops", "student_gflops")}
     mean = {k: chosen["test"][k] for k in acc}  # the seeds' mean, as the sweep holds it
-    return {"kind": kind, "lambda_flops": lf, "val": chosen["val"], "sweep": sweep, "seeds": seeds,
+    return {"kind": kind, "lambda_flops": lf, "chosen_on": on, "val": chosen["val"],
+            **({"oof": chosen["oof"]} if on == "oof" else {}), "sweep": sweep, "seeds": seeds,
             "shipped_seed": shipped["seed"],
             "test": {**mean, "acc1_std": statistics.pstdev(acc["acc1"]), "per_seed": acc,
                      "canvas_share": on_test["policy"]["canvas_share"],  # of the seed saved and shipped
@@ -204,14 +238,15 @@ def run_set(spec: str, student_spec: str, pattern: str, args: argparse.Namespace
         return {"set": spec, "student": student_spec, "crossfit": list(folds), "reward_statistics": stats,
                 "command": "python " + " ".join(sys.argv)}
     kinds = {kind: run_kind(kind, cfg, banks, args, args.runs / spec) for kind in args.kinds}
-    best = choose([{"kind": k, "val": r["val"]} for k, r in kinds.items()], args.budget_gflops)["kind"]
+    on = args.choose_on
+    best = choose([{"kind": k, on: r[on]} for k, r in kinds.items()], args.budget_gflops, on)["kind"]
     test = references(banks["test"])
     g = banks["test"].student_gflops.double()
     budgets = torch.logspace(g[0].log10().item(), g[-1].log10().item(), 40).tolist()
     return {"set": spec, "student": student_spec, "backbone": student.config.backbone, "crossfit": list(folds),
             "rewards": "validation halves" if val_rewards else "cross-fitting",
             "student_params_m": banks["test"].student_params_m, "budget_gflops": args.budget_gflops,
-            "reward_statistics": stats, "kinds": kinds, "best": best,
+            "reward_statistics": stats, "kinds": kinds, "best": best, "chosen_on": on,
             "fixed": {c: pick(m) for c, m in test["fixed"].items()}, "oracle": pick(test["oracle"]),
             "oracle_frontier": [{"gflops": b, "acc1": oracle_acc1_at(banks["test"], b)} for b in budgets],
             "command": "python " + " ".join(sys.argv)}
@@ -257,7 +292,8 @@ def plot(results: list[dict], path: Path) -> None:
                     color=f"C{i}", alpha=0.6)
             t, seeds = r["test"], "" if kind == "cascade" else f", {len(r['seeds'])} seeds"
             ax.errorbar(t["gflops"], t["acc1"], yerr=t["acc1_std"], fmt="D", ms=7, color=f"C{i}", capsize=3,
-                        label=f"{kind} (lambda_F {r['lambda_flops']}, chosen on validation{seeds})")
+                        label=f"{kind} (lambda_F {r['lambda_flops']}, chosen on "
+                              f"{CHOOSE_ON[r.get('chosen_on', 'val')]}{seeds})")
         ax.axvline(res["budget_gflops"], ls=":", color="k", lw=0.8)
         ax.set(xscale="log", xlabel="mean GFLOPs per sketch (selector included)", ylabel="test acc@1 (%)",
                title=f"{res['set']}: SketchyNetV2 = {res['best']}")

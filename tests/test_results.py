@@ -8,6 +8,8 @@ from types import SimpleNamespace
 import torch
 
 from sketchdown.eval.results import markdown, seed_count, update_rows
+from sketchdown.select.bank import Bank
+from sketchdown.select.cascade import CascadeConfig, CascadePolicy
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
 import selector  # noqa: E402
@@ -136,7 +138,7 @@ def test_lambda_is_chosen_on_the_policy_seeds_mean_and_the_best_seed_ships(tmp_p
     monkeypatch.setattr(selector, "headroom", lambda bank, mean: {"mean_acc1": mean["acc1"]})
     monkeypatch.setattr(selector, "random_at", lambda bank, g: {"acc1": 0.0})
     monkeypatch.setattr(selector, "save_policy", lambda path, sel, config, best: saved.update(seed=sel.seed))
-    args = SimpleNamespace(lambdas=[0.1, 0.2], seeds=[0, 1, 2], budget_gflops=0.26)
+    args = SimpleNamespace(lambdas=[0.1, 0.2], seeds=[0, 1, 2], budget_gflops=0.26, choose_on="val")
     cfg = selector.SelectConfig(student="mobilenet_v2", set="chairs-v1")
     r = selector.run_kind("vector", cfg, {"val": "val", "test": "test"}, args, tmp_path)
     assert r["lambda_flops"] == 0.2 and r["val"]["acc1"] == (40 + 40 + 50) / 3
@@ -144,3 +146,58 @@ def test_lambda_is_chosen_on_the_policy_seeds_mean_and_the_best_seed_ships(tmp_p
     assert r["test"]["per_seed"]["acc1"] == [45, 45, 55] and abs(r["test"]["acc1_std"] - 4.714) < 1e-3
     assert r["test"]["canvas_share"] == {"64": 0.2, "128": 0.8}
     assert abs(r["sweep"][0]["val"]["canvas_share"]["64"] - 0.1) < 1e-12  # seeds' mean, canvas by canvas
+
+
+def test_out_of_fold_scores_each_sketch_with_a_selector_fitted_without_its_photo(monkeypatch):
+    """Six photos, two sketches each; a stop-at-once cascade per fold. No fold's selector was fitted on a sketch of
+    a photo it scores, every sketch is scored once, and the figures are those of the canvas it stops at over all
+    sketches (fold-size weighted)."""
+    n = 12
+    targets = torch.arange(n) // 2
+    ranks = torch.stack([(torch.arange(n) % 3 == 0).long() * 4 + 1, torch.ones(n, dtype=torch.long)], 1)
+    bank = Bank(name="toy", key="toy", canvases=(32, 64), targets=targets, ranks=ranks, triplet=torch.zeros(n, 2),
+                top_scores=torch.zeros(n, 2, 10), gallery=6, student_gflops=torch.tensor([0.012, 0.049]),
+                student_params_m=2.22, rasters=torch.zeros(n, 32, 32, dtype=torch.uint8))
+    fitted_on = []
+
+    def fit(cfg, banks):
+        fitted_on.append(set(banks["train"].targets.tolist()))
+        return CascadePolicy(CascadeConfig(canvases=(32, 64), threshold=0.0)), None
+
+    scored = []
+    real_outcome = selector.outcome
+    monkeypatch.setattr(selector, "fit_policy", fit)
+    monkeypatch.setattr(selector, "outcome", lambda b, d: scored.append(set(b.targets.tolist())) or real_outcome(b, d))
+    out = selector.out_of_fold(selector.SelectConfig(student="mobilenet_v2", set="chairs-v1"),
+                               {"train": bank, "val": bank}, folds=3)
+    assert len(fitted_on) == len(scored) == 3
+    assert all(not (a & b) for a, b in zip(fitted_on, scored))  # no photo both fitted on and scored
+    assert set().union(*scored) == set(range(6)) and sum(len(s) for s in scored) == 6
+    assert abs(out["acc1"] - 100 * 8 / 12) < 1e-9  # rank 1 at 32 px for 8 of the 12 sketches
+    assert abs(out["gflops"] - 0.012) < 1e-6 and out["canvas_share"] == {32: 1.0, 64: 0.0}
+
+
+def test_choosing_out_of_fold_uses_those_figures(tmp_path, monkeypatch):
+    """Validation prefers lambda_F 0.1, the out-of-fold figures 0.2: with --choose-on oof the sweep keeps both and
+    0.2 is chosen, and the kind is compared on them too."""
+    val = {0.1: 50, 0.2: 40}
+    oof = {0.1: 30, 0.2: 45}
+
+    def report(sel, bank):
+        acc = val[sel.lf]
+        return {"policy": {"acc1": acc, "acc5": acc, "acc10": acc, "gflops": 0.2, "student_gflops": 0.19,
+                           "selector_gflops": 0.01, "canvas_share": {"128": 1.0}}, "selector_params_m": 0.1}
+
+    monkeypatch.setattr(selector, "fit_policy", lambda cfg, banks: (SimpleNamespace(lf=cfg.lambda_flops), None))
+    monkeypatch.setattr(selector, "report", report)
+    monkeypatch.setattr(selector, "out_of_fold", lambda cfg, banks, folds: {"acc1": oof[cfg.lambda_flops],
+                                                                              "gflops": 0.2})
+    monkeypatch.setattr(selector, "headroom", lambda bank, mean: {})
+    monkeypatch.setattr(selector, "random_at", lambda bank, g: {"acc1": 0.0})
+    monkeypatch.setattr(selector, "save_policy", lambda path, sel, config, best: None)
+    args = SimpleNamespace(lambdas=[0.1, 0.2], seeds=[0], budget_gflops=0.26, choose_on="oof", oof_folds=3)
+    cfg = selector.SelectConfig(student="mobilenet_v2", set="chairs-v1")
+    r = selector.run_kind("raster", cfg, {"val": "val", "test": "test"}, args, tmp_path)
+    assert r["lambda_flops"] == 0.2 and r["chosen_on"] == "oof" and r["oof"]["acc1"] == 45 and r["val"]["acc1"] == 40
+    assert selector.choose([{"kind": "a", "oof": {"acc1": 45, "gflops": 0.2}},
+                            {"kind": "b", "oof": {"acc1": 50, "gflops": 0.3}}], 0.26, "oof")["kind"] == "a"

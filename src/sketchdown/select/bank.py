@@ -90,6 +90,18 @@ class Bank:
                    points=[p for b in banks for p in b.points] if vector else None,
                    frames=torch.cat([b.frames for b in banks]) if vector else None)
 
+    def subset(self, keep: torch.Tensor, name: str) -> "Bank":
+        """The sketches where the boolean N-vector ``keep`` is set (out-of-fold choosing: a selector fitted on some
+        of a bank's sketches and scored on the others)."""
+        index = keep.nonzero()[:, 0]
+        rows = index.tolist()
+        return Bank(name=name, key=digest([self.key, *map(str, rows)], 32), canvases=self.canvases,
+                    targets=self.targets[index], ranks=self.ranks[index], triplet=self.triplet[index],
+                    top_scores=self.top_scores[index], gallery=self.gallery, student_gflops=self.student_gflops,
+                    student_params_m=self.student_params_m, rasters=self.rasters[index],
+                    points=None if self.points is None else [self.points[i] for i in rows],
+                    frames=None if self.frames is None else self.frames[index])
+
     @classmethod
     def load(cls, path: str | Path) -> "Bank":
         try:
