@@ -51,8 +51,8 @@ from sketchdown.files import write_json
 from sketchdown.models.artifact import load_model
 from sketchdown.select.bank import Bank, cached_bank
 from sketchdown.select.policy import save_policy
-from sketchdown.select.reinforce import (SelectConfig, decide, headroom, oracle_acc1_at, oracle_actions, outcome,
-                                        random_at, references, report)
+from sketchdown.select.reinforce import (Decisions, SelectConfig, decide, headroom, oracle_acc1_at, oracle_actions,
+                                        outcome, random_at, references, report)
 from sketchdown.select.runner import banks_for, fit_policy, split_sets, with_student_settings
 from sketchdown.train.configs import FOLD_GALLERIES
 from tables import render, rewards_table, selector_results
@@ -159,20 +159,17 @@ def mean_of(results: list[dict]) -> dict:
 def out_of_fold(cfg: SelectConfig, banks: dict[str, Bank], folds: int) -> dict:
     """The selector's figures on the train bank's sketches, each scored by a selector fitted without its fold (the
     sketches of every ``folds``-th of the bank's photos, in a fixed shuffled order; a photo's sketches stay
-    together): a choice on 170 Chair-V1 sketches instead of 30 validation ones. Figures are weighted by fold size."""
+    together): a choice on 170 Chair-V1 sketches instead of 30 validation ones."""
     train = banks["train"]
     photos = train.targets.unique()
     order = photos[torch.randperm(len(photos), generator=torch.Generator().manual_seed(0))]
-    parts = []
+    final, student, own = torch.zeros(len(train), dtype=torch.long), *torch.zeros(2, len(train), dtype=torch.float64)
     for f in range(folds):
         held = torch.isin(train.targets, order[f::folds])
         selector = fit_policy(cfg, {**banks, "train": train.subset(~held, f"{train.name}:without{f}")})[0]
-        scored = train.subset(held, f"{train.name}:fold{f}")
-        parts.append((len(scored), pick(outcome(scored, decide(selector, scored)))))
-    n = sum(k for k, _ in parts)
-    out = {k: sum(m * r[k] for m, r in parts) / n for k in parts[0][1] if k != "canvas_share"}
-    out["canvas_share"] = {c: sum(m * r["canvas_share"][c] for m, r in parts) / n for c in parts[0][1]["canvas_share"]}
-    return out
+        fold = decide(selector, train.subset(held, f"{train.name}:fold{f}"))
+        final[held], student[held], own[held] = fold.final, fold.student_gflops, fold.selector_gflops
+    return pick(outcome(train, Decisions(final, student, own)))
 
 
 def run_kind(kind: str, cfg: SelectConfig, banks: dict[str, Bank], args: argparse.Namespace, out: Path) -> dict:

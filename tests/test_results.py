@@ -165,9 +165,9 @@ def test_out_of_fold_scores_each_sketch_with_a_selector_fitted_without_its_photo
         return CascadePolicy(CascadeConfig(canvases=(32, 64), threshold=0.0)), None
 
     scored = []
-    real_outcome = selector.outcome
+    real_decide = selector.decide
     monkeypatch.setattr(selector, "fit_policy", fit)
-    monkeypatch.setattr(selector, "outcome", lambda b, d: scored.append(set(b.targets.tolist())) or real_outcome(b, d))
+    monkeypatch.setattr(selector, "decide", lambda sel, b: scored.append(set(b.targets.tolist())) or real_decide(sel, b))
     out = selector.out_of_fold(selector.SelectConfig(student="mobilenet_v2", set="chairs-v1"),
                                {"train": bank, "val": bank}, folds=3)
     assert len(fitted_on) == len(scored) == 3
