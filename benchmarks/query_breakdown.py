@@ -3,9 +3,9 @@ network alone at each canvas, the whole query, on torch and on onnxruntime.
 
 For a shipped SketchyNetV2 (student + selector) and its SketchyNetV1 name (the student at 256): the median over
 --sketches test sketches of each step (a network alone: over --calls calls on one random canvas, the student's
-sketch tower and the --teacher's), on the threads torch has. A query searches the set's test photos (encoded once
-by the model, top 10 by a dot product): a cascade selector decides from that search, and the other queries pay the
-same few hundredths of a millisecond. Prints a Markdown table; the README quotes it.
+sketch tower and the --teacher's), on the threads torch has. A query is ``Index.search`` over an index of the set's
+test photos built by the model on its engine: a cascade selector decides from that search, and the other queries
+pay the same few hundredths of a millisecond. Prints a Markdown table; the README quotes it.
 
     python benchmarks/query_breakdown.py --set chairs-v1 --v2 sketchynet-v2-chairs --v1 sketchynet-v1-chairs \
         --teacher teacher-chairs
@@ -16,7 +16,6 @@ from __future__ import annotations
 import argparse
 import time
 from collections.abc import Callable
-from pathlib import Path
 
 import numpy as np
 
@@ -25,8 +24,7 @@ from sketchdown.data.datasets import load_set
 from sketchdown.data.io import read_sketch
 from sketchdown.data.render import to_canvas
 from sketchdown.data.strokes import trace
-from sketchdown.retrieval.encoder import Retriever, Search
-from sketchdown.select.probe import TOP
+from sketchdown.retrieval.index import Index
 
 
 def get_args_parser() -> argparse.ArgumentParser:
@@ -52,32 +50,17 @@ def median_ms(fn: Callable, items: list) -> float:
     return float(np.median(times))
 
 
-def gallery_search(model: Retriever, photos: list[Path]) -> Search:
-    """Top-``TOP`` search of ``photos`` as ``model`` embeds them (what an index of them would answer)."""
-    vectors, _ = model.encode_photos(photos)
-
-    def search(vector: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        scores = vectors @ vector
-        ids = np.argsort(-scores, kind="stable")[:TOP]
-        return scores[ids], ids
-    return search
-
-
 def main(args: argparse.Namespace) -> None:
     test = load_set(args.set, "test", args.data)
     images = [read_sketch(p) for p in test.sketches[: args.sketches]]
     strokes = [trace(s) for s in images]
     v2, v1, teacher = sketchdown.load(args.v2), sketchdown.load(args.v1), sketchdown.load(args.teacher)
     engines = {"torch": (v2, v1, teacher), "onnx": tuple(r.with_engine("onnx") for r in (v2, v1, teacher))}
-    searches = {id(r): gallery_search(r, test.photos) for models in engines.values() for r in models}
-
-    def query(model: Retriever) -> Callable:
-        return lambda sketch: model.query(sketch, search=searches[id(model)])
-
+    search = {id(r): Index.build(r, test.photos).search for models in engines.values() for r in models}
     for models in engines.values():  # warm up
         for r in models:
             for s in images[:5]:
-                query(r)(s)
+                search[id(r)](s)
     rows = [("trace an image into strokes", median_ms(trace, images))]
     rows += [(f"draw the strokes at {c} px", median_ms(lambda s, c=c: to_canvas(s, c, "trace"), strokes))
              for c in (32, 64, 128, 256)]
@@ -88,10 +71,10 @@ def main(args: argparse.Namespace) -> None:
                 model.engine(x, "sketch")
                 rows.append((f"{engine}: {name} sketch network alone at {c} px",
                              median_ms(lambda _: model.engine(x, "sketch"), range(args.calls))))
-        rows += [(f"{engine}: {args.v2} query from the image", median_ms(query(e2), images)),
-                 (f"{engine}: {args.v2} query from strokes", median_ms(query(e2), strokes)),
-                 (f"{engine}: {args.v1} query from the image", median_ms(query(e1), images)),
-                 (f"{engine}: {args.v1} query from strokes", median_ms(query(e1), strokes))]
+        rows += [(f"{engine}: {args.v2} query from the image", median_ms(search[id(e2)], images)),
+                 (f"{engine}: {args.v2} query from strokes", median_ms(search[id(e2)], strokes)),
+                 (f"{engine}: {args.v1} query from the image", median_ms(search[id(e1)], images)),
+                 (f"{engine}: {args.v1} query from strokes", median_ms(search[id(e1)], strokes))]
     print(f"| step ({args.set}, median of {len(images)} test sketches) | ms |\n|---|---:|")
     for name, ms in rows:
         print(f"| {name} | {ms:.1f} |")
