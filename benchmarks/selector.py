@@ -17,7 +17,8 @@ Per set and its SketchyNetV1 student:
    policy (GRU over strokes; QMUL's raster sketches are traced into strokes, without their drawing order), the
    raster policy (tiny CNN on the 32 px canvas), and the cascade (32 px first, stop heads on the search's
    similarities). The test figures are the chosen lambda_F's seeds (mean and spread); the cascade is deterministic
-   given its bank.
+   given its bank. The fits run in --workers processes of one thread each (the same figures as one process), and
+   each point of a sweep is kept under --runs/<set>/points, so a run cut short resumes (--fresh fits all again).
 4. On the test split beside each: every fixed canvas, the oracle, the best blind (random) policy at the same cost,
    the best fixed canvas that costs no more, and the share of the oracle's head-room over random captured.
 SketchyNetV2 is the selector best on validation (or out of fold). Writes results/selector-<set>.json,
@@ -37,9 +38,15 @@ from __future__ import annotations
 
 import argparse
 import glob
+import json
+import multiprocessing
 import statistics
 import sys
+from collections.abc import Callable, Iterator
+from concurrent.futures import ProcessPoolExecutor
+from contextlib import contextmanager
 from dataclasses import asdict, replace
+from functools import partial
 from pathlib import Path
 
 import torch
@@ -47,10 +54,11 @@ from matplotlib.figure import Figure
 from scipy.stats import mannwhitneyu
 
 from sketchdown.eval.results import update_rows
-from sketchdown.files import write_json
+from sketchdown.files import digest, write_json
 from sketchdown.models.artifact import load_model
+from sketchdown.models.embed import read_checkpoint
 from sketchdown.select.bank import Bank, cached_bank
-from sketchdown.select.policy import save_policy
+from sketchdown.select.policy import load_policy, save_policy
 from sketchdown.select.reinforce import (Decisions, SelectConfig, decide, headroom, oracle_acc1_at, oracle_actions,
                                         outcome, random_at, references, report)
 from sketchdown.select.runner import banks_for, fit_policy, split_sets, with_student_settings
@@ -86,6 +94,11 @@ def get_args_parser() -> argparse.ArgumentParser:
                         "refits a selector; 170 Chair-V1 sketches instead of 30, each policy's epoch still picked on "
                         "validation)")
     p.add_argument("--oof-folds", type=int, default=3, help="folds of the train bank's photos for --choose-on oof")
+    p.add_argument("--fresh", action="store_true", help="fit every point of the sweeps again (by default a point "
+                   "fitted before on the same banks and settings, kept under --runs/<set>/points, is read back: an "
+                   "interrupted run resumes)")
+    p.add_argument("--workers", type=int, default=2, help="processes fitting selectors at once, one thread each (1: "
+                                                          "here, on torch's threads)")
     p.add_argument("--budget-gflops", type=float, default=0.26, help="validation cost budget for choosing lambda_F "
                                                                      "(a third of MobileNetV2 at 256)")
     p.add_argument("--epochs", type=int, default=SelectConfig.epochs)
@@ -172,24 +185,76 @@ def out_of_fold(cfg: SelectConfig, banks: dict[str, Bank], folds: int) -> dict:
     return pick(outcome(train, Decisions(final, student, own)))
 
 
-def run_kind(kind: str, cfg: SelectConfig, banks: dict[str, Bank], args: argparse.Namespace, out: Path) -> dict:
+BANKS: dict[str, Bank] = {}  # the banks every fit of this process reads (a worker's: given once, at its start)
+
+
+def use_banks(banks: dict[str, Bank]) -> None:
+    BANKS.clear()
+    BANKS.update(banks)
+
+
+def start_worker(banks: dict[str, Bank]) -> None:
+    torch.set_num_threads(1)
+    use_banks(banks)
+
+
+@contextmanager
+def fitting(banks: dict[str, Bank], workers: int) -> Iterator[Callable]:
+    """``fit_point`` mapped over its arguments' lists, results in order: in ``workers`` spawned processes of one
+    thread each, or here (on torch's threads) for one. A policy's fit is a chain of small steps (a GRU over up to 128
+    points), which a second thread speeds up little: two Shoe-V1 vector fits took 115 s in two workers against 143 s
+    one after the other on two threads, on this 2-core machine (the same figures either way)."""
+    if workers <= 1:
+        use_banks(banks)
+        yield partial(map, fit_point)
+        return
+    with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"), initializer=start_worker,
+                             initargs=(banks,)) as pool:
+        yield partial(pool.map, fit_point)
+
+
+def fit_point(cfg: SelectConfig, folds: int | None, cache: Path | None = None) -> dict:
+    """One policy seed at one lambda_F on ``BANKS``: fitted on the train bank and reported on validation and test,
+    and with ``folds`` refitted without each fold of it for its out-of-fold figures. With a ``cache`` folder, a point
+    fitted before on the same banks with the same settings is read back (``weights_only``) instead of fitted again:
+    a sweep cut short resumes where it stopped."""
+    path = None
+    if cache is not None:
+        key = digest([json.dumps(asdict(cfg), sort_keys=True), str(folds), *(BANKS[k].key for k in sorted(BANKS))], 32)
+        path = cache / f"{cfg.policy}-{key}.pt"
+        if path.is_file():
+            return {"selector": load_policy(path),
+                    **read_checkpoint(path, required=("policy_config", "state_dict", "point"))["point"]}
+    selector = fit_policy(cfg, BANKS)[0]
+    point = {"report": report(selector, BANKS["test"]), "val": pick(report(selector, BANKS["val"])["policy"])}
+    if folds:
+        point["oof"] = out_of_fold(cfg, BANKS, folds)
+    if path is not None:
+        save_policy(path, selector, point=point)
+    return {"selector": selector, **point}
+
+
+def run_kind(kind: str, cfg: SelectConfig, fit: Callable, args: argparse.Namespace, out: Path,
+             test_bank: Bank) -> dict:
     """Every policy seed at every lambda_F; lambda_F chosen on the seeds' MEAN validation figures (one seed's 30
     validation sketches chose a lambda_F whose other seeds learned another policy), the shipped seed the best of
     them on validation (``--choose-on oof``: on their out-of-fold figures instead). The test figures are the chosen
-    lambda_F's seeds, mean and spread."""
+    lambda_F's seeds, mean and spread. ``fit``: ``fit_point`` over lists of arguments (``fitting``)."""
     on = args.choose_on
     cfg = replace(cfg, policy=kind)
     seeds = [args.seeds[0]] if kind == "cascade" else args.seeds  # the cascade has no random init or sampling
+    grid = [(lf, s) for lf in args.lambdas for s in seeds]
+    points = fit([replace(cfg, lambda_flops=lf, seed=s) for lf, s in grid],
+                 [args.oof_folds if on == "oof" else None] * len(grid),
+                 [None if args.fresh else out / "points"] * len(grid))
     sweep, fitted, tested = [], {}, {}
     for lf in args.lambdas:
         per_seed = []
         for s in seeds:
-            sel = fitted[lf, s] = fit_policy(replace(cfg, lambda_flops=lf, seed=s), banks)[0]
-            tested[lf, s] = report(sel, banks["test"])
-            per_seed.append({"seed": s, "val": pick(report(sel, banks["val"])["policy"]),
-                             "test": pick(tested[lf, s]["policy"])})
-            if on == "oof":
-                per_seed[-1]["oof"] = out_of_fold(replace(cfg, lambda_flops=lf, seed=s), banks, args.oof_folds)
+            point = next(points)
+            fitted[lf, s], tested[lf, s] = point["selector"], point["report"]
+            per_seed.append({"seed": s, "val": point["val"], "test": pick(tested[lf, s]["policy"]),
+                             **({"oof": point["oof"]} if "oof" in point else {})})
         sweep.append({"lambda_flops": lf, **{k: mean_of([p[k] for p in per_seed]) for k in per_seed[0] if k != "seed"},
                       "per_seed": per_seed})
         figures = " | ".join(f"{k} acc@1 {sweep[-1][k]['acc1']:6.2f} at {sweep[-1][k]['gflops']:.3f}"
@@ -209,8 +274,8 @@ def run_kind(kind: str, cfg: SelectConfig, banks: dict[str, Bank], args: argpars
             "test": {**mean, "acc1_std": statistics.pstdev(acc["acc1"]), "per_seed": acc,
                      "canvas_share": on_test["policy"]["canvas_share"],  # of the seed saved and shipped
                      "shipped": pick(on_test["policy"]), "selector_gflops": on_test["policy"]["selector_gflops"]},
-            "selector_params_m": on_test["selector_params_m"], "headroom": headroom(banks["test"], mean),
-            "random": pick(random_at(banks["test"], mean["student_gflops"])), "selector": str(out / kind)}
+            "selector_params_m": on_test["selector_params_m"], "headroom": headroom(test_bank, mean),
+            "random": pick(random_at(test_bank, mean["student_gflops"])), "selector": str(out / kind)}
 
 
 def run_set(spec: str, student_spec: str, pattern: str, args: argparse.Namespace) -> dict:
@@ -234,7 +299,8 @@ def run_set(spec: str, student_spec: str, pattern: str, args: argparse.Namespace
     if args.rewards_only:
         return {"set": spec, "student": student_spec, "crossfit": list(folds), "reward_statistics": stats,
                 "command": "python " + " ".join(sys.argv)}
-    kinds = {kind: run_kind(kind, cfg, banks, args, args.runs / spec) for kind in args.kinds}
+    with fitting(banks, args.workers) as fit:
+        kinds = {kind: run_kind(kind, cfg, fit, args, args.runs / spec, banks["test"]) for kind in args.kinds}
     on = args.choose_on
     best = choose([{"kind": k, on: r[on]} for k, r in kinds.items()], args.budget_gflops, on)["kind"]
     test = references(banks["test"])

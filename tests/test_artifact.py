@@ -120,3 +120,55 @@ def test_a_run_exports_with_its_settings_and_fp16_only_where_it_ranks_alike(tmp_
     sketch = np.full((64, 64), 255, np.uint8)
     sketch[20:40, 30] = 0
     assert np.abs(ref.encode_sketch(sketch) - loaded.encode_sketch(sketch)).max() < 2e-2
+
+    # exported again with a selector (a shipped model given a new policy): the run's record and config travel
+    from sketchdown.select.policy import save_policy
+
+    save_policy(tmp_path / "sel" / "best.pt", create_policy(PolicyConfig(kind="raster", canvases=(32, 64))))
+    export_run(tmp_path / "w", tmp_path / "w2", selector=tmp_path / "sel", half=False)
+    again = sketchdown.load(tmp_path / "w2")
+    assert again.selector is not None and again.info["run"] == loaded.info["run"] == str(tmp_path / "run")
+    assert again.info["config"] == loaded.info["config"] and again.info["config"]["val_fraction"] == 0.05
+    assert np.allclose(again.info["calibration_fixed"]["top1_quantiles"], loaded.info["calibration"]["top1_quantiles"],
+                       atol=5e-3)  # the same validation split (w may be stored in fp16)
+    fixed = sketchdown.load(tmp_path / "w2", selector=False)  # the same weights, at the canvas the run fixed
+    assert np.abs(fixed.encode_sketch(sketch) - loaded.encode_sketch(sketch)).max() < 1e-6
+    # an artifact exported before artifacts stored their config: rebuilt from its command, and recorded from then on
+    command = (f"sketchdown train --train-sets chairs-v1 --limit 16 --photo-size 64 --canvases 32 64 --eval-canvas 64 "
+               f"--batch-size 8 --steps-per-epoch 1 --epochs 1 --val-fraction 0.05 --data {data} --out {tmp_path}/run")
+    artifact.set_info(tmp_path / "w", {**{k: v for k, v in loaded.info.items() if k != "config"}, "command": command})
+    export_run(tmp_path / "w", tmp_path / "w4", half=False)
+    rebuilt = sketchdown.load(tmp_path / "w4").info["config"]
+    assert {k: rebuilt[k] for k in ("limit", "val_fraction", "train_sets", "canvases")} == \
+        {k: loaded.info["config"][k] for k in ("limit", "val_fraction", "train_sets", "canvases")}
+    # an artifact whose rebuilt validation split is not the one it was calibrated on is refused
+    artifact.set_info(tmp_path / "w", {**loaded.info, "calibration": {
+        **loaded.info["calibration"], "top1_quantiles": [q - 0.1 for q in loaded.info["calibration"]["top1_quantiles"]]}})
+    with pytest.raises(InputError, match="validation split rebuilt"):
+        export_run(tmp_path / "w", tmp_path / "w3", half=False)
+
+
+def test_an_artifact_without_its_config_gives_it_by_its_recorded_command(tmp_path, data):
+    from sketchdown.train.configs import DistillConfig, TrainConfig, config_from_command, recorded_config
+
+    command = (f"sketchdown distill --train-sets shoes-v1 shoes-v1-extra --teacher runs/t --canvases 256 128 "
+               f"--canvas-affine true --lr 1e-4 --seed 1 --data {data} --out runs/s")
+    cfg = config_from_command(command, "m")
+    assert isinstance(cfg, DistillConfig) and cfg.train_sets == ("shoes-v1", "shoes-v1-extra")
+    assert cfg.canvases == (256, 128) and cfg.canvas_affine is True and cfg.seed == 1 and cfg.teacher == "runs/t"
+    assert cfg.val_fraction == DistillConfig.val_fraction  # what the command left to the defaults
+    assert type(config_from_command("python -m sketchdown train --epochs 2", "m")) is TrainConfig
+    for bad, why in (("sketchdown distill --resume runs/s", "given by flags alone"),
+                     ("sketchdown export runs/s -o w", "not a `sketchdown train`"),
+                     ("sketchdown train --no-such-flag 1", "does not parse"),
+                     ("sketchdown train --epochs zero", "does not parse"),
+                     ("sketchdown distill --lr 1e-4", "invalid config")):
+        with pytest.raises(InputError, match=why):
+            config_from_command(bad, "m")
+    Retriever(_model("untied")).save(tmp_path / "a", info={"command": command})
+    assert recorded_config(tmp_path / "a") == cfg
+    artifact.set_info(tmp_path / "a", {"command": command, "config": {"train_sets": ["chairs-v1"], "epochs": 3}})
+    assert recorded_config(tmp_path / "a") == TrainConfig(train_sets=("chairs-v1",), epochs=3)
+    artifact.set_info(tmp_path / "a", {})
+    with pytest.raises(InputError, match="records neither"):
+        recorded_config(tmp_path / "a")

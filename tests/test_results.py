@@ -138,9 +138,10 @@ def test_lambda_is_chosen_on_the_policy_seeds_mean_and_the_best_seed_ships(tmp_p
     monkeypatch.setattr(selector, "headroom", lambda bank, mean: {"mean_acc1": mean["acc1"]})
     monkeypatch.setattr(selector, "random_at", lambda bank, g: {"acc1": 0.0})
     monkeypatch.setattr(selector, "save_policy", lambda path, sel, config, best: saved.update(seed=sel.seed))
-    args = SimpleNamespace(lambdas=[0.1, 0.2], seeds=[0, 1, 2], budget_gflops=0.26, choose_on="val")
+    args = SimpleNamespace(lambdas=[0.1, 0.2], seeds=[0, 1, 2], budget_gflops=0.26, choose_on="val", fresh=True)
     cfg = selector.SelectConfig(student="mobilenet_v2", set="chairs-v1")
-    r = selector.run_kind("vector", cfg, {"val": "val", "test": "test"}, args, tmp_path)
+    with selector.fitting({"val": "val", "test": "test"}, workers=1) as fit:
+        r = selector.run_kind("vector", cfg, fit, args, tmp_path, "test")
     assert r["lambda_flops"] == 0.2 and r["val"]["acc1"] == (40 + 40 + 50) / 3
     assert r["shipped_seed"] == 2 and saved["seed"] == 2 and r["test"]["shipped"]["acc1"] == 55
     assert r["test"]["per_seed"]["acc1"] == [45, 45, 55] and abs(r["test"]["acc1_std"] - 4.714) < 1e-3
@@ -177,6 +178,56 @@ def test_out_of_fold_scores_each_sketch_with_a_selector_fitted_without_its_photo
     assert abs(out["gflops"] - 0.012) < 1e-6 and out["canvas_share"] == {32: 1.0, 64: 0.0}
 
 
+def _toy_sweep() -> tuple[dict, list]:
+    """A 12-sketch bank with random ranks and drawings, and three raster-policy points to fit on it."""
+    gen = torch.Generator().manual_seed(0)
+    n = 12
+    bank = Bank(name="toy", key="toy", canvases=(32, 64), targets=torch.arange(n) // 2,
+                ranks=torch.randint(1, 4, (n, 2), generator=gen), triplet=torch.zeros(n, 2),
+                top_scores=torch.zeros(n, 2, 10), gallery=6, student_gflops=torch.tensor([0.012, 0.049]),
+                student_params_m=2.22, rasters=torch.randint(0, 256, (n, 32, 32), generator=gen, dtype=torch.uint8))
+    cfgs = [selector.SelectConfig(student="mobilenet_v2", set="chairs-v1", policy="raster", canvases=(32, 64),
+                                  epochs=3, batch_size=4, lambda_flops=lf) for lf in (0.0, 0.3, 0.9)]
+    return {"train": bank, "val": bank, "test": bank}, cfgs
+
+
+def test_fits_in_worker_processes_are_the_fits_made_here(one_thread):
+    """--workers: the same seeded fits, out-of-fold refits included, whether two spawned processes make them or this
+    one does (each on one thread), returned in the order asked."""
+    banks, cfgs = _toy_sweep()
+    results = {}
+    for workers in (1, 2):
+        with selector.fitting(banks, workers) as fit:
+            results[workers] = list(fit(cfgs, [2] * len(cfgs)))
+    for here, there in zip(results[1], results[2]):
+        assert here["val"] == there["val"] and here["oof"] == there["oof"]
+        assert here["report"]["policy"] == there["report"]["policy"]
+        state = there["selector"].state_dict()
+        assert all(torch.equal(v, state[k]) for k, v in here["selector"].state_dict().items())
+
+
+def test_a_sweep_cut_short_resumes_from_the_points_it_kept(tmp_path, monkeypatch, one_thread):
+    """Each fitted point is kept: asked again on the same banks and settings it is read back (weights and figures
+    equal, nothing fitted); another setting, or other banks, is fitted."""
+    banks, cfgs = _toy_sweep()
+    fits = []
+    real = selector.fit_policy
+    monkeypatch.setattr(selector, "fit_policy", lambda cfg, b: fits.append(cfg.lambda_flops) or real(cfg, b))
+    with selector.fitting(banks, workers=1) as fit:
+        first = list(fit(cfgs[:2], [2, 2], [tmp_path] * 2))
+        assert len(fits) == 2 * 3 and len(list(tmp_path.glob("raster-*.pt"))) == 2  # each point and its 2 fold refits
+        again = list(fit(cfgs, [2] * 3, [tmp_path] * 3))
+    assert len(fits) == 2 * 3 + 3  # only the new point was fitted
+    for a, b in zip(first, again):
+        assert a["val"] == b["val"] and a["oof"] == b["oof"] and a["report"] == b["report"]
+        state = b["selector"].state_dict()
+        assert all(torch.equal(v, state[k]) for k, v in a["selector"].state_dict().items())
+    other = {**banks, "val": banks["val"].subset(torch.arange(6), "half")}
+    with selector.fitting(other, workers=1) as fit:
+        list(fit(cfgs[:1], [None], [tmp_path]))
+    assert len(fits) == 2 * 3 + 3 + 1  # other banks: fitted again
+
+
 def test_choosing_out_of_fold_uses_those_figures(tmp_path, monkeypatch):
     """Validation prefers lambda_F 0.1, the out-of-fold figures 0.2: with --choose-on oof the sweep keeps both and
     0.2 is chosen, and the kind is compared on them too."""
@@ -195,9 +246,10 @@ def test_choosing_out_of_fold_uses_those_figures(tmp_path, monkeypatch):
     monkeypatch.setattr(selector, "headroom", lambda bank, mean: {})
     monkeypatch.setattr(selector, "random_at", lambda bank, g: {"acc1": 0.0})
     monkeypatch.setattr(selector, "save_policy", lambda path, sel, config, best: None)
-    args = SimpleNamespace(lambdas=[0.1, 0.2], seeds=[0], budget_gflops=0.26, choose_on="oof", oof_folds=3)
+    args = SimpleNamespace(lambdas=[0.1, 0.2], seeds=[0], budget_gflops=0.26, choose_on="oof", oof_folds=3, fresh=True)
     cfg = selector.SelectConfig(student="mobilenet_v2", set="chairs-v1")
-    r = selector.run_kind("raster", cfg, {"val": "val", "test": "test"}, args, tmp_path)
+    with selector.fitting({"val": "val", "test": "test"}, workers=1) as fit:
+        r = selector.run_kind("raster", cfg, fit, args, tmp_path, "test")
     assert r["lambda_flops"] == 0.2 and r["chosen_on"] == "oof" and r["oof"]["acc1"] == 45 and r["val"]["acc1"] == 40
     assert selector.choose([{"kind": "a", "oof": {"acc1": 45, "gflops": 0.2}},
                             {"kind": "b", "oof": {"acc1": 50, "gflops": 0.3}}], 0.26, "oof")["kind"] == "a"

@@ -320,10 +320,15 @@ def add_export(sub: argparse._SubParsersAction) -> None:
                                    "OUT/manifest.json: format version, model config, inference settings (canvas, "
                                    "photo size, raster method, precision, input statistics), sha256 of each file, "
                                    "the run's test figures and command, and the search-confidence calibration "
-                                   "(validation split). Stored as fp16 when that gives the same validation acc@1/5/10 "
-                                   "and a mean rank within one rank step of fp32, else fp32. `sketchdown.load(OUT)`, "
-                                   "`--model OUT` and the shipped model names read it.")
-    p.add_argument("source", type=Path, metavar="RUN", help="training run folder (its best.pt) or checkpoint")
+                                   "(validation split) and the run's training config. Stored as fp16 when that gives "
+                                   "the same validation acc@1/5/10 and a mean rank within one rank step of fp32, else "
+                                   "fp32. `sketchdown.load(OUT)`, `--model OUT` and the shipped model names read it. "
+                                   "RUN may be an artifact already exported (e.g. a shipped model's folder): written "
+                                   "again with the record of its run, and with --selector in place of its own; its "
+                                   "validation split is rebuilt from the config (or, for an older artifact, the "
+                                   "command) it records, and refused unless the student ranks it as recorded.")
+    p.add_argument("source", type=Path, metavar="RUN", help="training run folder (its best.pt), checkpoint, or an "
+                                                            "exported artifact folder")
     p.add_argument("-o", "--out", type=OUT_FOLDER, required=True, help="artifact folder to write")
     p.add_argument("--selector", type=Path, help="a `sketchdown select` run (SketchyNetV2's canvas policy) to include")
     p.add_argument("--fp32", action="store_true", help="store fp32 without trying fp16")

@@ -10,18 +10,19 @@ from __future__ import annotations
 
 import json
 import shlex
+from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
 
-from ..config import build
 from ..errors import InputError
 from ..data.datasets import PhotoDataset, RetrievalSet, SketchCanvasDataset
 from ..eval.evaluate import encode, evaluate, evaluate_canvases
 from ..files import checkpoint_path
 from ..models import artifact
 from ..models.embed import read_checkpoint
-from ..train.triplet import TrainConfig, build_sets
+from ..train.configs import config_from_values, recorded_config
+from ..train.triplet import build_sets
 from .encoder import Retriever, load
 
 
@@ -36,31 +37,47 @@ def run_info(run: Path) -> dict:
     return info
 
 
+PROVENANCE = ("run", "command", "run_test", "trained", "config")  # what an artifact exported again keeps
+
+
 def export_run(run: str | Path, out: str | Path, selector: str | Path | None = None, half: bool = True,
                info: dict | None = None) -> dict:
     """Write ``run``'s best checkpoint (+ ``selector``, a ``select`` run) to the artifact folder ``out``; returns
-    the fp16 parity figures and the stored dtype.
+    the fp16 parity figures and the stored dtype. ``run`` may be an artifact already exported (a shipped model's
+    folder): its weights and the record of its run are written again, with ``selector`` in place of its own.
 
     The manifest's ``info["test"]`` is what the stored artifact itself scores on the test split, in fp32 (so it
     reproduces on any CPU), at its canvas and every canvas it was trained at; ``info["run_test"]`` is the run's
-    own test.json (fp32 weights, the run's precision). Test is read after every choice is made, never for one.
+    own test.json (fp32 weights, the run's precision); ``info["config"]`` its training config, which rebuilds its
+    validation split. Test is read after every choice is made, never for one.
     """
-    ckpt_path = checkpoint_path(run)
-    config = read_checkpoint(ckpt_path).get("config")
-    if not config:
-        raise InputError(ckpt_path, "not a training run checkpoint (no config)")
-    retriever = load(ckpt_path, selector=selector or False)
-    run_dir = ckpt_path.parent
-    trained = {k: config[k] for k in ("backbone", "branches", "canvases", "train_sets", "epochs", "seed")
-               if k in config}
-    meta = {**run_info(run_dir), "trained": trained, **(info or {})}
+    again = artifact.is_artifact(run)
+    if again:
+        retriever = load(run, selector=selector or False)
+        recorded = artifact.read(run).info
+        trained, cfg = recorded.get("trained", {}), recorded_config(run)
+        # an older artifact's config, rebuilt from its command (and checked below), is recorded from now on
+        meta = {"config": asdict(cfg), **{k: recorded[k] for k in PROVENANCE if k in recorded}}
+    else:
+        ckpt_path = checkpoint_path(run)
+        config = read_checkpoint(ckpt_path).get("config")
+        if not config:
+            raise InputError(ckpt_path, "not a training run checkpoint (no config)")
+        retriever = load(ckpt_path, selector=selector or False)
+        trained = {k: config[k] for k in ("backbone", "branches", "canvases", "train_sets", "epochs", "seed")
+                   if k in config}
+        meta = {**run_info(ckpt_path.parent), "trained": trained, "config": config}
+        cfg = config_from_values(config, ckpt_path)
+    meta.update(info or {})
     if selector:
         meta["selector"] = run_info(checkpoint_path(selector).parent)
-    _, val, test = build_sets(_train_config(config))
+    _, val, test = build_sets(cfg)
     meta["calibration"] = calibrate(retriever, val)
     if selector:  # the same student at its fixed canvas (a SketchyNetV1 name of the artifact) scores otherwise
         meta["calibration_fixed"] = calibrate(retriever.replace(selector=None), val)
-    report: dict = {"run": str(run_dir), "out": str(out), "canvas": retriever.canvas, "dtype": "float32"}
+    if again:
+        _same_validation(run, meta)
+    report: dict = {"run": meta.get("run", str(run)), "out": str(out), "canvas": retriever.canvas, "dtype": "float32"}
     if half:
         retriever.save(out, half=True, info=meta)
         low, full = _val_metrics(load(out, selector=False), val), _val_metrics(retriever, val)
@@ -98,17 +115,26 @@ def selector_test(retriever: Retriever, test: RetrievalSet) -> dict:
             "set": test.name, "canvas": "selector"}
 
 
-def _train_config(config: dict) -> TrainConfig:
-    """The run's data settings (an ensemble: its first member's), to rebuild its validation split."""
-    values = {k: v for k, v in (config.get("members") or [config])[0].items() if k in TrainConfig.__dataclass_fields__}
-    values.update(cache_views=0, freeze_blocks=0)  # only the data and evaluation settings are used
-    return build(TrainConfig, values, "run config")
-
-
 def _val_metrics(retriever: Retriever, val: RetrievalSet) -> dict:
     """Metrics on the run's validation split (held out of its train sets by photo) at the retriever's canvas."""
     return evaluate(retriever.model, val, retriever.canvas, retriever.photo_size,
                     raster_method=retriever.raster_method, progress=False)
+
+
+def _same_validation(source: str | Path, meta: dict) -> None:
+    """Refuse an export from an artifact whose validation split, rebuilt from its recorded training config (or
+    command: ``train.configs.recorded_config``), is not the one it was calibrated on: the student alone ranks
+    validation as it did, so its top-1 quantiles agree (to fp16 storage's rounding) unless the split (or a default
+    behind it) differs."""
+    before = artifact.read(source).info
+    before = before.get("calibration_fixed", before.get("calibration"))
+    now = meta.get("calibration_fixed", meta["calibration"])
+    if before is None or before.get("canvas") != now["canvas"]:
+        return
+    if (before["queries"], before["gallery"]) != (now["queries"], now["gallery"]) or not np.allclose(
+            before["top1_quantiles"], now["top1_quantiles"], atol=5e-3):
+        raise InputError(source, "the validation split rebuilt from its recorded training config is not the one it "
+                                 "was calibrated on; export it from its run folder instead")
 
 
 def calibrate(retriever: Retriever, val: RetrievalSet) -> dict:

@@ -12,21 +12,20 @@ from __future__ import annotations
 
 import warnings
 from collections.abc import Callable
-from dataclasses import asdict, fields, replace
+from dataclasses import asdict, replace
 from pathlib import Path
 
 import torch
 
-from ..config import build
 from ..data.datasets import RetrievalSet, load_set
 from ..errors import InputError, SketchdownError
-from ..files import checkpoint_path, write_json
+from ..files import write_json
 from ..data.render import DEFAULT_RASTER_METHOD
 from ..models.artifact import load_model, stored_settings
-from ..models.embed import Model, read_checkpoint
+from ..models.embed import Model
 from ..train import distributed
 from ..train.loop import start_run
-from ..train.configs import DistillConfig, TrainConfig
+from ..train.configs import DistillConfig, TrainConfig, recorded_config
 from ..train.triplet import held_out_fold, hold_out, train_pool
 from .bank import Bank, cached_bank
 from .cascade import CascadeConfig, fit_cascade
@@ -46,10 +45,9 @@ def head(rset: RetrievalSet, n: int) -> RetrievalSet:
 def student_pool(cfg: SelectConfig) -> tuple[RetrievalSet, float]:
     """The student's training pool (the union of its train sets, as ``train.triplet.train_pool`` makes it) and the
     share of its photos it held out, so its validation photos are held out here exactly as in its training; the
-    set's train split and ``cfg.val_fraction`` for a student that records no training config (a backbone name, an
-    artifact)."""
+    set's train split and ``cfg.val_fraction`` for a student that records no training config (a backbone name)."""
     try:
-        trained = run_config(cfg.student)
+        trained = recorded_config(cfg.student)
     except (InputError, SketchdownError, OSError):
         return load_set(cfg.set, "train", cfg.data), cfg.val_fraction
     return train_pool(replace(trained, data=cfg.data or trained.data)), trained.val_fraction
@@ -84,21 +82,11 @@ def with_student_settings(cfg: SelectConfig) -> SelectConfig:
     return replace(cfg, raster_method=stored_settings(cfg.student).get("raster_method") or DEFAULT_RASTER_METHOD)
 
 
-def run_config(run: str | Path) -> TrainConfig:
-    """The config a training run was trained with (from its checkpoint)."""
-    path = checkpoint_path(run)
-    values = read_checkpoint(path).get("config")
-    if not isinstance(values, dict):
-        raise InputError(path, "the checkpoint records no training config")
-    cls = DistillConfig if values.get("teacher") else TrainConfig
-    return build(cls, {k: v for k, v in values.items() if k in {f.name for f in fields(cls)}}, str(path))
-
-
 def fold_config(run: str | Path) -> TrainConfig:
     """The config a cross-fitting run was trained with; refused if it is not one."""
-    cfg = run_config(run)
+    cfg = recorded_config(run)
     if not cfg.folds:
-        raise InputError(checkpoint_path(run), "not a cross-fitting run (train it with --folds K --fold I)")
+        raise InputError(run, "not a cross-fitting run (train it with --folds K --fold I)")
     return cfg
 
 
@@ -109,7 +97,7 @@ def teacher_leak(fold: TrainConfig) -> str | None:
     if not isinstance(fold, DistillConfig):
         return None
     try:
-        teacher = run_config(fold.teacher)
+        teacher = recorded_config(fold.teacher)
     except (InputError, SketchdownError, OSError):
         return f"its teacher {fold.teacher} records no cross-fitting split, so it may have trained on the held-out fold"
     if (teacher.folds, teacher.fold) != (fold.folds, fold.fold):

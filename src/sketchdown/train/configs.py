@@ -7,11 +7,17 @@ modules (``triplet``, ``distill``, ``ensemble``) import their config from here.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+import argparse
+import shlex
+from dataclasses import dataclass, field, fields
+from pathlib import Path
 from typing import TYPE_CHECKING
 
-from ..config import validate
+from ..config import add_dataclass_args, build, validate
 from ..data.render import CANVASES, DEFAULT_RASTER_METHOD, RASTER_METHODS
+from ..errors import InputError
+from ..files import checkpoint_path
+from ..pretrained import resolve
 
 if TYPE_CHECKING:
     from ..models.embed import Model
@@ -231,3 +237,57 @@ class EnsembleConfig:
     def __post_init__(self) -> None:
         if len(self.members) < 2:
             raise ValueError("an ensemble needs at least two members")
+
+
+COMMANDS = {"train": TrainConfig, "distill": DistillConfig}  # the `sketchdown` commands whose runs a config records
+
+
+def config_from_values(values: object, source: str | Path) -> TrainConfig:
+    """A checkpoint's recorded config (a mapping; an ensemble's: its first member's) as a ``TrainConfig``, or a
+    ``DistillConfig`` where it names a teacher."""
+    if isinstance(values, dict) and values.get("members"):
+        values = values["members"][0]
+    if not isinstance(values, dict):
+        raise InputError(source, "records no training config")
+    cls = DistillConfig if values.get("teacher") else TrainConfig
+    return build(cls, {k: v for k, v in values.items() if k in {f.name for f in fields(cls)}}, str(source))
+
+
+def config_from_command(command: str, source: str | Path) -> TrainConfig:
+    """The config a recorded ``sketchdown train|distill ...`` command line made: its flags over the defaults.
+
+    For artifacts exported before they stored their config; a default changed since would be read as today's, so
+    callers check what they rebuild against what the artifact recorded (``retrieval.export``)."""
+    words = shlex.split(command)
+    at = next((i for i, w in enumerate(words) if w in COMMANDS), None)
+    if at is None or {"--config", "--resume"} & set(words):
+        raise InputError(source, f"its recorded command is not a `sketchdown train` or `distill` run given by flags "
+                                 f"alone: {command[:120]!r}")
+    parser = argparse.ArgumentParser(prog=f"sketchdown {words[at]}", add_help=False, exit_on_error=False)
+    add_dataclass_args(parser, COMMANDS[words[at]])
+    parser.add_argument("--out")
+    try:
+        args = parser.parse_args(words[at + 1:])
+    except (argparse.ArgumentError, SystemExit) as err:
+        raise InputError(source, f"its recorded command does not parse ({err})") from None
+    values = {f.name: getattr(args, f.name) for f in fields(COMMANDS[words[at]]) if getattr(args, f.name) is not None}
+    return build(COMMANDS[words[at]], values, str(source))
+
+
+def recorded_config(spec: str | Path) -> TrainConfig:
+    """The training config a run folder, checkpoint, exported artifact or shipped model name records: what rebuilds
+    its data splits (its validation photos held out exactly as in training). An artifact stores its run's config
+    (``info["config"]``); one exported before that gives the training command it records."""
+    from ..models import artifact
+    from ..models.embed import read_checkpoint
+
+    folder, _ = resolve(spec)
+    if artifact.is_artifact(folder):
+        info = artifact.read(folder).info
+        if "config" in info:
+            return config_from_values(info["config"], folder)
+        if not isinstance(info.get("command"), str):
+            raise InputError(folder, "records neither its training config nor its training command")
+        return config_from_command(info["command"], folder)
+    path = checkpoint_path(folder)
+    return config_from_values(read_checkpoint(path).get("config"), path)
