@@ -203,7 +203,8 @@ def fitting(banks: dict[str, Bank], workers: int) -> Iterator[Callable]:
     """``fit_point`` mapped over its arguments' lists, results in order: in ``workers`` spawned processes of one
     thread each, or here (on torch's threads) for one. A policy's fit is a chain of small steps (a GRU over up to 128
     points), which a second thread speeds up little: two Shoe-V1 vector fits took 115 s in two workers against 143 s
-    one after the other on two threads, on this 2-core machine (the same figures either way)."""
+    one after the other on two threads, on this 2-core machine (the same figures either way; a one-off timing, not a
+    committed benchmark)."""
     if workers <= 1:
         use_banks(banks)
         yield partial(map, fit_point)

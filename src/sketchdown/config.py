@@ -102,15 +102,17 @@ def add_dataclass_args(parser: argparse.ArgumentParser, cls: type) -> None:
                                 help=f"{help_text} (default {default})")
 
 
-def from_sources(cls: type[T], yaml_path: str | Path | None, args: argparse.Namespace | None = None) -> T:
-    """Build ``cls`` from its defaults, then a YAML file, then the command-line flags that were given."""
+def from_sources(cls: type[T], yaml_path: str | Path | None, args: argparse.Namespace | None = None,
+                 source: str | None = None) -> T:
+    """Build ``cls`` from its defaults, then a YAML file, then the command-line flags that were given; ``source``
+    names where they came from in an error (default: the YAML file, else the command line)."""
     values: dict[str, Any] = {}
     if yaml_path is not None:
         values.update(read_yaml(yaml_path))
     if args is not None:
         values.update({f.name: getattr(args, f.name) for f in dataclasses.fields(cls)
                        if getattr(args, f.name, None) is not None})
-    return build(cls, values, str(yaml_path or "command line"))
+    return build(cls, values, source or str(yaml_path or "command line"))
 
 
 def build(cls: type[T], values: dict[str, Any], source: str) -> T:

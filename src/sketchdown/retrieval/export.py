@@ -21,7 +21,7 @@ from ..eval.evaluate import encode, evaluate, evaluate_canvases
 from ..files import checkpoint_path
 from ..models import artifact
 from ..models.embed import read_checkpoint
-from ..train.configs import config_from_values, recorded_config
+from ..train.configs import config_from_info, config_from_values
 from ..train.triplet import build_sets
 from .encoder import Retriever, load
 
@@ -55,7 +55,7 @@ def export_run(run: str | Path, out: str | Path, selector: str | Path | None = N
     if again:
         retriever = load(run, selector=selector or False)
         recorded = artifact.read(run).info
-        trained, cfg = recorded.get("trained", {}), recorded_config(run)
+        trained, cfg = recorded.get("trained", {}), config_from_info(recorded, run)
         # an older artifact's config, rebuilt from its command (and checked below), is recorded from now on
         meta = {"config": asdict(cfg), **{k: recorded[k] for k in PROVENANCE if k in recorded}}
     else:
@@ -76,7 +76,7 @@ def export_run(run: str | Path, out: str | Path, selector: str | Path | None = N
     if selector:  # the same student at its fixed canvas (a SketchyNetV1 name of the artifact) scores otherwise
         meta["calibration_fixed"] = calibrate(retriever.replace(selector=None), val)
     if again:
-        _same_validation(run, meta)
+        _same_validation(run, recorded, meta)
     report: dict = {"run": meta.get("run", str(run)), "out": str(out), "canvas": retriever.canvas, "dtype": "float32"}
     if half:
         retriever.save(out, half=True, info=meta)
@@ -121,13 +121,12 @@ def _val_metrics(retriever: Retriever, val: RetrievalSet) -> dict:
                     raster_method=retriever.raster_method, progress=False)
 
 
-def _same_validation(source: str | Path, meta: dict) -> None:
+def _same_validation(source: str | Path, recorded: dict, meta: dict) -> None:
     """Refuse an export from an artifact whose validation split, rebuilt from its recorded training config (or
-    command: ``train.configs.recorded_config``), is not the one it was calibrated on: the student alone ranks
+    command: ``train.configs.config_from_info``), is not the one it was calibrated on: the student alone ranks
     validation as it did, so its top-1 quantiles agree (to fp16 storage's rounding) unless the split (or a default
-    behind it) differs."""
-    before = artifact.read(source).info
-    before = before.get("calibration_fixed", before.get("calibration"))
+    behind it) differs. ``recorded``: the artifact's manifest info, ``meta`` the new one."""
+    before = recorded.get("calibration_fixed", recorded.get("calibration"))
     now = meta.get("calibration_fixed", meta["calibration"])
     if before is None or before.get("canvas") != now["canvas"]:
         return

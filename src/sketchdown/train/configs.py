@@ -13,7 +13,7 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from ..config import add_dataclass_args, build, validate
+from ..config import add_dataclass_args, build, from_sources, validate
 from ..data.render import CANVASES, DEFAULT_RASTER_METHOD, RASTER_METHODS
 from ..errors import InputError
 from ..files import checkpoint_path
@@ -270,8 +270,7 @@ def config_from_command(command: str, source: str | Path) -> TrainConfig:
         args = parser.parse_args(words[at + 1:])
     except (argparse.ArgumentError, SystemExit) as err:
         raise InputError(source, f"its recorded command does not parse ({err})") from None
-    values = {f.name: getattr(args, f.name) for f in fields(COMMANDS[words[at]]) if getattr(args, f.name) is not None}
-    return build(COMMANDS[words[at]], values, str(source))
+    return from_sources(COMMANDS[words[at]], None, args, source=str(source))
 
 
 def recorded_config(spec: str | Path) -> TrainConfig:
@@ -283,11 +282,15 @@ def recorded_config(spec: str | Path) -> TrainConfig:
 
     folder, _ = resolve(spec)
     if artifact.is_artifact(folder):
-        info = artifact.read(folder).info
-        if "config" in info:
-            return config_from_values(info["config"], folder)
-        if not isinstance(info.get("command"), str):
-            raise InputError(folder, "records neither its training config nor its training command")
-        return config_from_command(info["command"], folder)
+        return config_from_info(artifact.read(folder).info, folder)
     path = checkpoint_path(folder)
     return config_from_values(read_checkpoint(path).get("config"), path)
+
+
+def config_from_info(info: dict, source: str | Path) -> TrainConfig:
+    """The training config an artifact's manifest info records: its ``config``, else its training ``command``."""
+    if "config" in info:
+        return config_from_values(info["config"], source)
+    if not isinstance(info.get("command"), str):
+        raise InputError(source, "records neither its training config nor its training command")
+    return config_from_command(info["command"], source)
