@@ -51,6 +51,25 @@ def toy_bank(ranks: torch.Tensor, seed: int = 0) -> Bank:
                 student_gflops=GFLOPS[:k], student_params_m=2.22, rasters=rasters)
 
 
+def test_banks_stack_and_select_every_per_sketch_row():
+    """Cross-fitting stacks fold banks and out-of-fold choosing selects sketches: every per-sketch table (and the
+    strokes) moves together, and a stack with a bank without strokes has none."""
+    a, b = toy_bank(torch.tensor([[1, 2], [3, 4]]), seed=0), toy_bank(torch.tensor([[5, 6], [7, 8], [9, 1]]), seed=1)
+    a.points, a.frames = [np.full((2, 3), i, dtype=np.float32) for i in range(2)], torch.tensor([[1., 1.], [2., 2.]])
+    b.points, b.frames = [np.full((3, 3), 10 + i, dtype=np.float32) for i in range(3)], torch.rand(3, 2)
+    both = Bank.concat([a, b], "both")
+    assert len(both) == 5 and both.ranks[:, 0].tolist() == [1, 3, 5, 7, 9] and both.key not in (a.key, b.key)
+    assert torch.equal(both.rasters, torch.cat([a.rasters, b.rasters])) and both.frames.shape == (5, 2)
+    picked = both.subset(torch.tensor([False, True, False, True, True]), "picked")
+    assert picked.ranks[:, 1].tolist() == [4, 8, 1] and torch.equal(picked.rasters, both.rasters[[1, 3, 4]])
+    assert [p[0, 0] for p in picked.points] == [1, 11, 12] and torch.equal(picked.frames, both.frames[[1, 3, 4]])
+    assert picked.key != both.key and picked.student_gflops is both.student_gflops
+    b.points = b.frames = None
+    mixed = Bank.concat([a, b], "mixed")
+    assert mixed.points is None and mixed.frames is None
+    assert len(mixed.subset(torch.ones(5, dtype=torch.bool), "all")) == 5
+
+
 def test_policies_give_one_logit_per_canvas_and_count_their_cost(chair):
     raster = RasterPolicy(PolicyConfig(kind="raster"))
     image = Sketch(raster=render_strokes(chair, 256))

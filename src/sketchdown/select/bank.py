@@ -11,7 +11,7 @@ of held-out folds, each scored by the student that left it out, are stacked with
 
 from __future__ import annotations
 
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, fields, replace
 from pathlib import Path
 
 import numpy as np
@@ -31,6 +31,8 @@ from ..train import distributed
 from .probe import TOP
 
 TRIPLET_MARGIN = 0.2  # the margin the students are trained with (losses.triplet_loss default)
+# the fields with a row per sketch: what stacking banks stacks and a subset selects (``points`` is a list)
+PER_SKETCH = ("targets", "ranks", "triplet", "top_scores", "rasters", "frames")
 
 
 @dataclass
@@ -81,26 +83,18 @@ class Bank:
                 raise ValueError(f"bank {b.name} has canvases {b.canvases} / costs {b.student_gflops.tolist()}, "
                                  f"{first.name} {first.canvases} / {first.student_gflops.tolist()}")
         vector = all(b.points is not None for b in banks)
-        return cls(name=name, key=digest([b.key for b in banks], 32), canvases=first.canvases,
-                   targets=torch.cat([b.targets for b in banks]), ranks=torch.cat([b.ranks for b in banks]),
-                   triplet=torch.cat([b.triplet for b in banks]),
-                   top_scores=torch.cat([b.top_scores for b in banks]),
-                   gallery=min(b.gallery for b in banks), student_gflops=first.student_gflops,
-                   student_params_m=first.student_params_m, rasters=torch.cat([b.rasters for b in banks]),
-                   points=[p for b in banks for p in b.points] if vector else None,
-                   frames=torch.cat([b.frames for b in banks]) if vector else None)
+        rows = {f: torch.cat([getattr(b, f) for b in banks]) if vector or f != "frames" else None for f in PER_SKETCH}
+        return replace(first, name=name, key=digest([b.key for b in banks], 32), gallery=min(b.gallery for b in banks),
+                       points=[p for b in banks for p in b.points] if vector else None, **rows)
 
     def subset(self, keep: torch.Tensor, name: str) -> "Bank":
         """The sketches where the boolean N-vector ``keep`` is set (out-of-fold choosing: a selector fitted on some
         of a bank's sketches and scored on the others)."""
         index = keep.nonzero()[:, 0]
         rows = index.tolist()
-        return Bank(name=name, key=digest([self.key, *map(str, rows)], 32), canvases=self.canvases,
-                    targets=self.targets[index], ranks=self.ranks[index], triplet=self.triplet[index],
-                    top_scores=self.top_scores[index], gallery=self.gallery, student_gflops=self.student_gflops,
-                    student_params_m=self.student_params_m, rasters=self.rasters[index],
-                    points=None if self.points is None else [self.points[i] for i in rows],
-                    frames=None if self.frames is None else self.frames[index])
+        return replace(self, name=name, key=digest([self.key, *map(str, rows)], 32),
+                       points=None if self.points is None else [self.points[i] for i in rows],
+                       **{f: getattr(self, f)[index] for f in PER_SKETCH if getattr(self, f) is not None})
 
     @classmethod
     def load(cls, path: str | Path) -> "Bank":
