@@ -58,7 +58,7 @@ from sketchdown.files import digest, write_json
 from sketchdown.models.artifact import load_model
 from sketchdown.models.embed import read_checkpoint
 from sketchdown.select.bank import Bank, cached_bank
-from sketchdown.select.policy import load_policy, save_policy
+from sketchdown.select.policy import policy_from_checkpoint, save_policy
 from sketchdown.select.reinforce import (Decisions, SelectConfig, decide, headroom, oracle_acc1_at, oracle_actions,
                                         outcome, random_at, references, report)
 from sketchdown.select.runner import banks_for, fit_policy, split_sets, with_student_settings
@@ -224,8 +224,8 @@ def fit_point(cfg: SelectConfig, folds: int | None, cache: Path | None = None) -
         key = digest([json.dumps(asdict(cfg), sort_keys=True), str(folds), *(BANKS[k].key for k in sorted(BANKS))], 32)
         path = cache / f"{cfg.policy}-{key}.pt"
         if path.is_file():
-            return {"selector": load_policy(path),
-                    **read_checkpoint(path, required=("policy_config", "state_dict", "point"))["point"]}
+            kept = read_checkpoint(path, required=("policy_config", "state_dict", "point"))
+            return {"selector": policy_from_checkpoint(kept, path), **kept["point"]}
     selector = fit_policy(cfg, BANKS)[0]
     point = {"report": report(selector, BANKS["test"]), "val": pick(report(selector, BANKS["val"])["policy"])}
     if folds:

@@ -238,7 +238,12 @@ def load_policy(path: str | Path) -> Selector:
             raise InputError(path, "this artifact has no canvas selector")
         return build_policy(art)
     ckpt_path = checkpoint_path(path)
-    ckpt = read_checkpoint(ckpt_path, required=("policy_config", "state_dict"))
+    return policy_from_checkpoint(read_checkpoint(ckpt_path, required=("policy_config", "state_dict")), ckpt_path)
+
+
+def policy_from_checkpoint(ckpt: dict, where: str | Path) -> Selector:
+    """The policy of a checkpoint already read (``save_policy``'s layout), for a caller that reads its extra data
+    too."""
     if not isinstance(ckpt["policy_config"], dict):
-        raise InputError(ckpt_path, "policy_config is not a mapping")
-    return _rebuild(ckpt["policy_config"], ckpt["state_dict"], ckpt_path)
+        raise InputError(where, "policy_config is not a mapping")
+    return _rebuild(ckpt["policy_config"], ckpt["state_dict"], where)

@@ -250,7 +250,8 @@ def config_from_values(values: object, source: str | Path) -> TrainConfig:
     if not isinstance(values, dict):
         raise InputError(source, "records no training config")
     cls = DistillConfig if values.get("teacher") else TrainConfig
-    return build(cls, {k: v for k, v in values.items() if k in {f.name for f in fields(cls)}}, str(source))
+    names = {f.name for f in fields(cls)}
+    return build(cls, {k: v for k, v in values.items() if k in names}, str(source))
 
 
 def config_from_command(command: str, source: str | Path) -> TrainConfig:
