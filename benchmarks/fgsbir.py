@@ -81,6 +81,14 @@ def record_path(args: argparse.Namespace, run_dir: Path) -> Path:
     return args.results / "runs" / run_dir.parent.name / f"{run_dir.name}.json"
 
 
+def best_validation(ckpt: dict) -> dict | None:
+    """The validation figures that chose ``best.pt`` and its epoch (counted from 0, as metrics.jsonl does), so a
+    choice made on validation can be checked after the run folder is gone; None for a checkpoint without them."""
+    if "val" not in ckpt:
+        return None
+    return {"epoch": ckpt.get("epoch"), **{k: v for k, v in ckpt["val"].items() if isinstance(v, (int, float))}}
+
+
 def run_record(args: argparse.Namespace, run_dir: Path) -> dict | None:
     """What a table row needs of a finished run: from its folder (and then written to ``record_path``) while the
     folder is there, else from the committed record; None if it never finished."""
@@ -93,7 +101,8 @@ def run_record(args: argparse.Namespace, run_dir: Path) -> dict | None:
     record = {"run": str(run_dir), "test": json.loads((run_dir / "test.json").read_text()), "config": ckpt["config"],
               "backbone_weights": ckpt.get("backbone_weights"), "command": shlex.join([Path(argv[0]).name, *argv[1:]]),
               "precision": trained_precision(run_dir, ckpt["config"]),
-              "wall_seconds": float(wall.read_text()) if wall.is_file() else None}
+              "wall_seconds": float(wall.read_text()) if wall.is_file() else None,
+              "validation": best_validation(ckpt)}
     write_json(record, path)
     return record
 

@@ -53,8 +53,10 @@ def test_a_finished_run_is_recorded_and_neither_lost_nor_trained_again_once_its_
     (run_dir / "metrics.jsonl").write_text(json.dumps({"epoch": 1, "precision": "bf16+channels_last"}) + "\n")
     (run_dir / "wall_seconds.txt").write_text("480\n")
     torch.save({"model_config": {}, "state_dict": {}, "config": {"backbone": "mobilenet_v2"},
-                "backbone_weights": "imagenet"}, run_dir / "best.pt")
+                "backbone_weights": "imagenet", "epoch": 7, "val": {"acc1": 65.0, "acc1@32": 50.0, "set": "val"}},
+               run_dir / "best.pt")
     record = run_record(args, run_dir)
+    assert record["validation"] == {"epoch": 7, "acc1": 65.0, "acc1@32": 50.0}
     assert record["test"] == test and record["command"].startswith("sketchdown train") and record["wall_seconds"] == 480
     assert record["precision"] == "bf16+channels_last" and record_path(args, run_dir).is_file()
     shutil.rmtree(args.runs)
