@@ -232,6 +232,25 @@ def _always(canvas: int):
     return policy
 
 
+def test_the_latency_benchmark_times_each_step_of_a_query_at_its_own_canvas(model, shoes):
+    """What a query spends on tracing, the selector, drawing, the network and the search, at the selector's pick."""
+    from sketchdown.retrieval.bench import stage_times
+
+    v2 = model.replace(selector=_always(32), raster_method="trace")
+    sketches = [as_sketch(p) for p in shoes[1][:3]]
+    shapes = []
+    real = v2.engine
+
+    def engine(images, branch):
+        shapes.append(images.shape[-1])
+        return real(images, branch)
+
+    stages = stage_times(v2.replace(engine=engine), Index.build(v2, shoes[0][:4]), sketches, warmup=1)
+    assert list(stages) == ["trace", "selector", "draw", "network", "search"]
+    assert all(s["n"] == 3 and s["median_ms"] > 0 for s in stages.values()) and set(shapes) == {32}
+    assert "selector" not in stage_times(model, Index.build(model, shoes[0][:4]), sketches, warmup=0)
+
+
 def test_an_index_searches_with_its_selector_and_never_drops_it_silently(tmp_path, model, shoes, monkeypatch):
     """The selector travels with the retriever artifact into the index and back, from Python and the CLI."""
     from sketchdown import cli

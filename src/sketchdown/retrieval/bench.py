@@ -11,6 +11,9 @@ median and p95 over --queries queries, the test sketches of --set cycled, each a
   search    exact inner product over 115 real photo vectors; exact and HNSW over the 5,000 real ones and over
             100,000 synthetic ones (real gallery vectors plus noise of norm 0.5, renormalised), with HNSW recall@10
             against exact
+  stages    the steps of a query from the image timed apart (trace, selector, draw, network, search), at the
+            canvas each sketch's query used: what limits the end-to-end figure, and whether a change between two
+            runs is the model's or the machine's (the teacher's unchanged steps show the latter)
   accuracy  acc@1/@10 of the test sketches among their own photos and among 5,000 (Shoe-V2 photos and a seeded
             sample of Sketchy photos as distractors), through the same search; and whether torch and onnxruntime
             rank alike
@@ -37,6 +40,7 @@ import numpy as np
 import torch
 
 from ..data.datasets import RetrievalSet, data_root, load_set, load_sketch
+from ..data.render import prepare, to_canvas, to_tensor
 from ..data.sketch import Sketch
 from ..data.strokes import trace
 from ..errors import SketchdownError
@@ -47,6 +51,7 @@ from ..select.cascade import CascadePolicy
 from ..select.policy import CanvasPolicy
 from .encoder import Retriever, load
 from .index import Index, build_file, recall_at_k
+from ..select.probe import TOP
 
 TARGET_MS, TARGET_SPEEDUP, TARGET_V1_SPEEDUP = 5.0, 20.0, 3.0  # V2 on onnxruntime over 5,000 photos; vs teacher; vs V1
 K = 10
@@ -117,6 +122,24 @@ def search_rows(label: str, vectors: np.ndarray, queries: np.ndarray, warmup: in
     return rows
 
 
+def stage_times(enc: Retriever, index: Index, queries: list[Sketch], warmup: int) -> dict[str, dict]:
+    """Each step of a query from the image timed apart, at the canvas the query itself chose: the raster traced
+    into strokes (``trace`` models), the selector's decision (features and policy), the canvas drawn, the sketch
+    network, the search. A cascade's steps repeat per canvas looked at, so it gets none."""
+    prepared = [prepare(s, enc.raster_method) for s in queries]
+    canvases = [index.search(s, K).canvas for s in prepared]
+    drawn = list(zip(prepared, canvases))
+    images = [to_tensor(to_canvas(s, c, enc.raster_method))[None].numpy() for s, c in drawn]
+    vectors = [enc.engine(x, "sketch") for x in images]
+    out = {"trace": time_calls(lambda s: prepare(s, enc.raster_method), queries, warmup)}
+    if enc.selector is not None:
+        out["selector"] = time_calls(lambda s: enc.selector.select(s, lambda c: c), prepared, warmup)
+    out["draw"] = time_calls(lambda sc: to_tensor(to_canvas(*sc, enc.raster_method)), drawn, warmup)
+    out["network"] = time_calls(lambda x: enc.engine(x, "sketch"), images, warmup)
+    out["search"] = time_calls(lambda v: index.search_vectors(v, max(K, TOP)), vectors, warmup)
+    return out
+
+
 def measure_model(name: str, enc: Retriever, gallery: Index, test: RetrievalSet, sketches: list[Sketch],
                   queries: list[Sketch], strokes: list[Sketch], args: argparse.Namespace, threads: int,
                   search: bool = True) -> dict[str, list[dict]]:
@@ -137,8 +160,10 @@ def measure_model(name: str, enc: Retriever, gallery: Index, test: RetrievalSet,
         results = [big.search(s, K) for s in sketches]
         share = Counter(r.canvas for r in results)
         canvas = ", ".join(f"{c}: {100 * k / len(results):.0f}%" for c, k in sorted(share.items()))
+        stages = None if cascade else stage_times(e, big, queries, args.warmup)
         out["latency"].append({"model": name, "engine": engine, "canvas": canvas, "encode": encode, "query": query,
-                               "query_strokes": from_strokes, "gflops": float(np.mean([r.gflops for r in results]))})
+                               "query_strokes": from_strokes, "stages": stages,
+                               "gflops": float(np.mean([r.gflops for r in results]))})
         found[engine] = [r.ids for r in results]
         print(f"{name:<13} {engine:<6} query {query['median_ms']:8.2f} ms, from strokes "
               f"{from_strokes['median_ms']:8.2f} ms ({canvas})", flush=True)
@@ -200,6 +225,17 @@ def markdown(result: dict) -> str:
               + ("" if "query_strokes" not in r else
                  f"{r['query_strokes']['median_ms']:.2f} / {r['query_strokes']['p95_ms']:.2f}") + " |"
               for r in result["latency"]]
+    steps = ("trace", "selector", "draw", "network", "search")
+    staged = [r for r in result["latency"] if r.get("stages")]
+    if staged:
+        lines += ["", "Where the time of a query from the image goes, each step timed apart at the canvas the query "
+                      "used (median ms; the sum leaves out Python between the steps):", "",
+                  "| model | engine | " + " | ".join(steps) + " | sum | query |",
+                  "|---|---|" + "---:|" * (len(steps) + 2)]
+        lines += [f"| {r['model']} | {r['engine']} | "
+                  + " | ".join(f"{r['stages'][k]['median_ms']:.2f}" if k in r["stages"] else "" for k in steps)
+                  + f" | {sum(v['median_ms'] for v in r['stages'].values()):.2f} | {r['query']['median_ms']:.2f} |"
+                  for r in staged]
     lines += ["", "| search: model (dim) | photos | index | median / p95 ms | recall@10 vs exact |",
               "|---|---:|---|---:|---:|"]
     lines += [f"| {r['model']} ({r['dim']}) | {r['photos']:,} | {r['index']} | {r['median_ms']:.3f} / "
