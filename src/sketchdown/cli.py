@@ -683,7 +683,8 @@ def add_bench(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("bench", help="batch-1 query latency (torch vs onnxruntime) and search at catalogue scale",
                        description="The retrieval latency benchmark (same as benchmarks/latency.py): sketch "
                                    "encoding per model x engine, search over 115 / 5,000 / 100,000 photos, "
-                                   "end-to-end queries, and acc@1/@10 at 5,000 photos. Writes results/latency.*.")
+                                   "end-to-end queries and each of their steps, and acc@1/@10 at 5,000 photos. "
+                                   "Writes results/latency.*.")
     bench_arguments(p)
 
     def run(a: argparse.Namespace) -> None:

@@ -49,9 +49,9 @@ from ..models.weights import cache_dir
 from .. import pretrained
 from ..select.cascade import CascadePolicy
 from ..select.policy import CanvasPolicy
+from ..select.probe import TOP
 from .encoder import Retriever, load
 from .index import Index, build_file, recall_at_k
-from ..select.probe import TOP
 
 TARGET_MS, TARGET_SPEEDUP, TARGET_V1_SPEEDUP = 5.0, 20.0, 3.0  # V2 on onnxruntime over 5,000 photos; vs teacher; vs V1
 K = 10
