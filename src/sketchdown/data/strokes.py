@@ -14,6 +14,7 @@ unmaintained since 2016 and took 14 ms per ChairV2 sketch on the reference CPU, 
 
 from __future__ import annotations
 
+import bisect
 import itertools
 from typing import NamedTuple
 
@@ -47,51 +48,53 @@ def rdp_strokes(strokes: list[np.ndarray], epsilon: float) -> list[np.ndarray]:
 class _Graph(NamedTuple):
     """The skeleton's pixel graph under m-adjacency: a diagonal neighbour counts only when neither pixel that shares
     a side with both is set, so a staircase is a chain, not a chain of triangles. Pixels are numbered in raster
-    order (``ys``, ``xs``); ``nbrs`` lists each one's neighbours in ``_OFFSETS`` order, then -1s (the walk's order
-    depends on both orders). ``deg``, ``first`` and ``second`` are Python lists: the walk reads them per pixel."""
+    order (``ys``, ``xs``); ``nbrs[p, k]`` is p's neighbour at ``_OFFSETS[k]`` or -1, and ``first`` / ``second``
+    are the first two of them in that order (the walk's order depends on both orders). ``deg``, ``first`` and
+    ``second`` are Python lists: the walk reads them per pixel; ``degree`` and ``first_nbr`` are arrays of the same,
+    for picking pixels by degree."""
 
     ys: np.ndarray
     xs: np.ndarray
     nbrs: np.ndarray
+    degree: np.ndarray
+    first_nbr: np.ndarray
     deg: list[int]
     first: list[int]
     second: list[int]
 
     @classmethod
     def of(cls, skeleton: np.ndarray) -> "_Graph":
-        ys, xs = np.nonzero(skeleton)
-        index = np.full((skeleton.shape[0] + 2, skeleton.shape[1] + 2), -1, dtype=np.int32)  # pixel number, padded
-        index[ys + 1, xs + 1] = np.arange(len(ys), dtype=np.int32)
-        pad = index >= 0
-        found = np.empty((len(ys), len(_OFFSETS)), dtype=np.int32)
-        for k, (dy, dx) in enumerate(_OFFSETS):
-            found[:, k] = index[ys + 1 + dy, xs + 1 + dx]
-            if dy and dx:  # diagonal: not when a 4-neighbour path exists
-                found[pad[ys + 1 + dy, xs + 1] | pad[ys + 1, xs + 1 + dx], k] = -1
-        valid = found >= 0
-        rows, cols = np.nonzero(valid)
-        nbrs = np.full_like(found, -1)
-        nbrs[rows, (np.cumsum(valid, axis=1) - 1)[rows, cols]] = found[rows, cols]  # valid ones first, in order
-        return cls(ys, xs, nbrs, valid.sum(1).tolist(), nbrs[:, 0].tolist(), nbrs[:, 1].tolist())
+        stride = skeleton.shape[1] + 2  # pixel numbers in the raster padded by one, flat: one gather finds all
+        ys, xs = np.divmod(np.flatnonzero(skeleton), skeleton.shape[1])
+        at = (ys + 1) * stride + xs + 1
+        index = np.full((skeleton.shape[0] + 2) * stride, -1, dtype=np.int32)
+        index[at] = np.arange(len(ys), dtype=np.int32)
+        nbrs = index[at[:, None] + np.array([dy * stride + dx for dy, dx in _OFFSETS])]
+        side = nbrs[:, :4] >= 0  # a diagonal neighbour does not count when a 4-neighbour path to it exists
+        nbrs[:, 4:][side[:, [0, 0, 1, 1]] | side[:, [2, 3, 2, 3]]] = -1
+        valid = nbrs >= 0
+        degree, rows, k = valid.sum(1), np.arange(len(ys)), valid.argmax(1)
+        first = np.where(degree > 0, nbrs[rows, k], -1)
+        valid[rows, k] = False
+        second = np.where(degree > 1, nbrs[rows, valid.argmax(1)], -1)
+        return cls(ys, xs, nbrs, degree, first, degree.tolist(), first.tolist(), second.tolist())
 
     def neighbours(self, p: int) -> list[int]:
-        return self.nbrs[p, : self.deg[p]].tolist()
+        return [q for q in self.nbrs[p].tolist() if q >= 0]
 
 
-def _edge(p: int, q: int) -> tuple[int, int]:
-    return (p, q) if p < q else (q, p)
-
-
-def _walk(g: _Graph, start: int, step: int, used: set[tuple[int, int]]) -> list[int]:
-    """The pixels from ``start`` through ``step`` until a pixel that is not a plain chain link (or back to start)."""
-    deg, first, second = g.deg, g.first, g.second
+def _walk(g: _Graph, start: int, step: int, used: set[int]) -> list[int]:
+    """The pixels from ``start`` through ``step`` until a pixel that is not a plain chain link (or back to start).
+    An edge (p, q), p < q, is the number p * n + q in ``used``: ints hash faster than pairs, and this loop is
+    most of tracing's time."""
+    deg, first, second, n = g.deg, g.first, g.second, len(g.deg)
     path, prev, cur = [start, step], start, step
-    used.add(_edge(start, step))
+    used.add(start * n + step if start < step else step * n + start)
     while cur != start:
         if deg[cur] != 2:
             break
         nxt = second[cur] if first[cur] == prev else first[cur]
-        edge = (cur, nxt) if cur < nxt else (nxt, cur)  # _edge inlined: this loop is most of tracing's time
+        edge = cur * n + nxt if cur < nxt else nxt * n + cur
         if edge in used:
             break
         used.add(edge)
@@ -102,14 +105,20 @@ def _walk(g: _Graph, start: int, step: int, used: set[tuple[int, int]]) -> list[
 
 def _paths(g: _Graph) -> list[list[int]]:
     """Every edge of the skeleton graph once: chains between end points / junctions, then closed loops."""
-    used: set[tuple[int, int]] = set()
+    used: set[int] = set()
     paths = []
-    for p in (p for p, d in enumerate(g.deg) if d != 2):
+    n = len(g.deg)
+    for p in np.flatnonzero(g.degree != 2).tolist():
         for q in g.neighbours(p):
-            if _edge(p, q) not in used:
+            if (p * n + q if p < q else q * n + p) not in used:
                 paths.append(_walk(g, p, q, used))
-    for p in (p for p, d in enumerate(g.deg) if d == 2):  # what is left are loops of chain pixels (an O, a rim)
-        if _edge(p, g.first[p]) not in used:
+    # what is left are loops of chain pixels (an O, a rim): chain pixels whose first edge no chain walked
+    chain = np.flatnonzero(g.degree == 2)
+    first = g.first_nbr[chain]
+    keys = np.minimum(chain, first) * n + np.maximum(chain, first)
+    left = ~np.isin(keys, np.fromiter(used, np.int64, len(used)))
+    for p, key in zip(chain[left].tolist(), keys[left].tolist()):
+        if key not in used:  # a loop walked since
             paths.append(_walk(g, p, g.first[p], used))
     return paths
 
@@ -129,9 +138,12 @@ def _direction(points: np.ndarray, at_end: bool, span: int = 5) -> np.ndarray:
 def _join_straight(strokes: list[np.ndarray], ends: list[tuple[int, int]]) -> list[np.ndarray]:
     """Join strokes that meet at the same junction and go on in nearly the same direction: a pen line the
     skeleton split where another line crossed or touched it. ``ends[i]`` are the junction ids of stroke i's
-    first and last point (-1: a free end)."""
+    first and last point (-1: a free end).
+
+    One join at a time, always at the junction whose first stroke end comes first (stroke number, then its first
+    end before its last), and there the straightest pair, the first of a tie; a join changes only the junctions
+    of the two strokes' ends, so only their best pairs are looked at again."""
     strokes = list(strokes)
-    alive = [True] * len(strokes)
     dirs: dict[tuple[int, bool], np.ndarray] = {}  # (stroke, at its end) -> direction, until the stroke changes
 
     def direction(i: int, last: bool) -> np.ndarray:
@@ -139,55 +151,69 @@ def _join_straight(strokes: list[np.ndarray], ends: list[tuple[int, int]]) -> li
             dirs[i, last] = _direction(strokes[i], last)
         return dirs[i, last]
 
-    changed = True
-    while changed:
-        changed = False
-        at: dict[int, list[tuple[int, bool]]] = {}
-        for i, (a, b) in enumerate(ends):
-            if alive[i]:
-                for node, last in ((a, False), (b, True)):
-                    if node >= 0:
-                        at.setdefault(node, []).append((i, last))
-        for node, members in at.items():
-            best = None
-            for x in range(len(members)):
-                for y in range(x + 1, len(members)):
-                    (i, li), (j, lj) = members[x], members[y]
-                    if i == j:
-                        continue
-                    cos = float(direction(i, li) @ direction(j, lj))
-                    if cos < _STRAIGHT and (best is None or cos < best[0]):
-                        best = (cos, i, li, j, lj)
-            if best is None:
-                continue
-            _, i, li, j, lj = best
-            a = strokes[i] if li else strokes[i][::-1]  # ends at the junction
-            b = strokes[j] if not lj else strokes[j][::-1]  # starts at the junction
-            strokes[i] = np.concatenate([a, b[1:]])
-            ends[i] = ((ends[i][0] if li else ends[i][1]), (ends[j][1] if not lj else ends[j][0]))
-            alive[j] = False
-            for end in (False, True):
-                dirs.pop((i, end), None)
-            changed = True
+    def straightest(members: list[tuple[int, bool]]) -> tuple[float, int, bool, int, bool] | None:
+        best = None
+        for x in range(len(members)):
+            for y in range(x + 1, len(members)):
+                (i, li), (j, lj) = members[x], members[y]
+                if i == j:
+                    continue
+                cos = float(direction(i, li) @ direction(j, lj))
+                if cos < _STRAIGHT and (best is None or cos < best[0]):
+                    best = (cos, i, li, j, lj)
+        return best
+
+    at: dict[int, list[tuple[int, bool]]] = {}  # junction -> the stroke ends there, in order
+    for i, (a, b) in enumerate(ends):
+        for node, last in ((a, False), (b, True)):
+            if node >= 0:
+                at.setdefault(node, []).append((i, last))
+    best = {node: straightest(members) for node, members in at.items()}
+    alive = [True] * len(strokes)
+    while True:
+        joinable = [(at[node][0], node) for node, pair in best.items() if pair is not None]
+        if not joinable:
             break
+        _, i, li, j, lj = best[min(joinable)[1]]
+        a = strokes[i] if li else strokes[i][::-1]  # ends at the junction
+        b = strokes[j] if not lj else strokes[j][::-1]  # starts at the junction
+        touched = {*ends[i], *ends[j]}
+        strokes[i] = np.concatenate([a, b[1:]])
+        ends[i] = ((ends[i][0] if li else ends[i][1]), (ends[j][1] if not lj else ends[j][0]))
+        alive[j] = False
+        for end in (False, True):
+            dirs.pop((i, end), None)
+        touched.discard(-1)
+        for node in touched:
+            at[node] = [m for m in at[node] if m[0] != i and m[0] != j]
+        for node, last in ((ends[i][0], False), (ends[i][1], True)):
+            if node >= 0:
+                bisect.insort(at[node], (i, last))
+        for node in touched:
+            best[node] = straightest(at[node]) if at[node] else None
     return [s for s, keep in zip(strokes, alive) if keep]
 
 
 def _greedy_order(strokes: list[np.ndarray]) -> list[np.ndarray]:
-    """Start at the stroke end nearest the top left; then always the stroke whose end is nearest the pen."""
+    """Start at the stroke end nearest the top left; then always the stroke whose end is nearest the pen.
+
+    The pen is only ever at the origin or at a stroke's end, so the distances from each of those places to every
+    stroke end are taken at once, and each step reads its row."""
+    n = len(strokes)
     starts = np.array([s[0] for s in strokes])
     finishes = np.array([s[-1] for s in strokes])
-    taken = np.zeros(len(strokes), dtype=bool)
-    pen = np.zeros(2, dtype=np.float32)
-    out = []
+    pens = np.concatenate([np.zeros((1, 2), dtype=np.float32), starts, finishes])[:, None]
+    d_start = np.linalg.norm(starts - pens, axis=2)
+    d_end = np.linalg.norm(finishes - pens, axis=2)
+    near = np.minimum(d_start, d_end)
+    taken = np.zeros(n, dtype=bool)
+    pen, out = 0, []
     for _ in strokes:
-        d_start = np.linalg.norm(starts - pen, axis=1)
-        d_end = np.linalg.norm(finishes - pen, axis=1)
-        i = int(np.argmin(np.where(taken, np.inf, np.minimum(d_start, d_end))))  # the first of a tie, as ever
+        i = int(np.argmin(np.where(taken, np.inf, near[pen])))  # the first of a tie, as ever
         taken[i] = True
-        stroke = strokes[i][::-1] if d_end[i] < d_start[i] else strokes[i]
-        out.append(np.ascontiguousarray(stroke))
-        pen = stroke[-1]
+        flip = bool(d_end[pen, i] < d_start[pen, i])
+        out.append(np.ascontiguousarray(strokes[i][::-1] if flip else strokes[i]))
+        pen = 1 + i if flip else 1 + n + i  # the pen stops on the stroke's start when drawn backwards
     return out
 
 
@@ -210,7 +236,7 @@ def trace(sketch: Sketch, threshold: int = INK_THRESHOLD, min_pixels: float = MI
     g = _Graph.of(skeletonize(ink))
     paths = _paths(g)
     node_of: dict[int, int] = {}  # junction pixel -> junction id (adjacent junction pixels are one junction)
-    for p in (p for p, d in enumerate(g.deg) if d > 2):
+    for p in np.flatnonzero(g.degree > 2).tolist():
         if p not in node_of:
             stack, node_of[p] = [p], len(node_of)
             while stack:
@@ -232,8 +258,8 @@ def trace(sketch: Sketch, threshold: int = INK_THRESHOLD, min_pixels: float = MI
             continue
         strokes.append(pts)
         ends.append((a, b))
-    strokes += [np.array([(g.xs[p] + 0.5, g.ys[p] + 0.5)], dtype=np.float32)
-                for p, d in enumerate(g.deg) if not d and min_pixels <= 1]
+    if min_pixels <= 1:  # single pixels are kept as dots
+        strokes += [np.array([(g.xs[p] + 0.5, g.ys[p] + 0.5)], dtype=np.float32) for p in np.flatnonzero(g.degree == 0)]
     if not strokes:
         raise InputError(sketch.source, "tracing found no strokes (the ink is only specks)")
     strokes = rdp_strokes(_join_straight(strokes, ends), epsilon)
