@@ -14,7 +14,6 @@ pay the same few hundredths of a millisecond. Prints a Markdown table; the READM
 from __future__ import annotations
 
 import argparse
-import time
 from collections.abc import Callable
 
 import numpy as np
@@ -24,6 +23,7 @@ from sketchdown.data.datasets import load_set
 from sketchdown.data.io import read_sketch
 from sketchdown.data.render import to_canvas
 from sketchdown.data.strokes import trace
+from sketchdown.retrieval.bench import time_calls
 from sketchdown.retrieval.index import Index
 
 
@@ -42,12 +42,8 @@ def get_args_parser() -> argparse.ArgumentParser:
 
 
 def median_ms(fn: Callable, items: list) -> float:
-    times = []
-    for x in items:
-        t0 = time.perf_counter()
-        fn(x)
-        times.append((time.perf_counter() - t0) * 1e3)
-    return float(np.median(times))
+    """Median ms of ``fn`` over ``items``, after two untimed calls (the latency benchmark's timer)."""
+    return time_calls(fn, items, warmup=2)["median_ms"]
 
 
 def main(args: argparse.Namespace) -> None:
