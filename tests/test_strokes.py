@@ -39,7 +39,8 @@ def test_a_traced_qmul_sketch_draws_back_onto_its_own_ink(data, obj):
 def test_tracing_gives_the_strokes_the_shipped_students_were_trained_on(data, obj, expected):
     """The students trained with ``--raster-method trace`` saw these exact strokes: a faster or "better" tracer
     that moves a point changes every raster query's input, so it has to be a new raster method, not an edit. The
-    whole test split (212 sketches) is pinned: a faster tracer must give these bytes, joins and ties included."""
+    whole test split of each set (115 and 97 sketches) is pinned: a faster tracer must give these bytes, joins and
+    ties included."""
     sketches = [trace(io.read_sketch(p)).strokes for p in load_set(obj, "test", data).sketches]
     # each stroke with its shape, so that moving a point from one stroke to the next changes the digest
     parts = [np.asarray(s.shape, np.int64).tobytes() + s.tobytes() for strokes in sketches for s in strokes]

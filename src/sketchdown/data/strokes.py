@@ -83,18 +83,22 @@ class _Graph(NamedTuple):
         return [q for q in self.nbrs[p].tolist() if q >= 0]
 
 
+def _edge(p: int, q: int, n: int) -> int:
+    """The edge (p, q) of a graph of n pixels as one int, either way round: ints hash faster than pairs."""
+    return p * n + q if p < q else q * n + p
+
+
 def _walk(g: _Graph, start: int, step: int, used: set[int]) -> list[int]:
-    """The pixels from ``start`` through ``step`` until a pixel that is not a plain chain link (or back to start).
-    An edge (p, q), p < q, is the number p * n + q in ``used``: ints hash faster than pairs, and this loop is
-    most of tracing's time."""
+    """The pixels from ``start`` through ``step`` until a pixel that is not a plain chain link (or back to start),
+    each edge walked added to ``used`` (``_edge``)."""
     deg, first, second, n = g.deg, g.first, g.second, len(g.deg)
     path, prev, cur = [start, step], start, step
-    used.add(start * n + step if start < step else step * n + start)
+    used.add(_edge(start, step, n))
     while cur != start:
         if deg[cur] != 2:
             break
         nxt = second[cur] if first[cur] == prev else first[cur]
-        edge = cur * n + nxt if cur < nxt else nxt * n + cur
+        edge = cur * n + nxt if cur < nxt else nxt * n + cur  # _edge inlined: this loop is most of tracing's time
         if edge in used:
             break
         used.add(edge)
@@ -110,12 +114,12 @@ def _paths(g: _Graph) -> list[list[int]]:
     n = len(g.deg)
     for p in np.flatnonzero(g.degree != 2).tolist():
         for q in g.neighbours(p):
-            if (p * n + q if p < q else q * n + p) not in used:
+            if _edge(p, q, n) not in used:
                 paths.append(_walk(g, p, q, used))
     # what is left are loops of chain pixels (an O, a rim): chain pixels whose first edge no chain walked
     chain = np.flatnonzero(g.degree == 2)
     first = g.first_nbr[chain]
-    keys = np.minimum(chain, first) * n + np.maximum(chain, first)
+    keys = np.minimum(chain, first) * n + np.maximum(chain, first)  # _edge of each, at once
     left = ~np.isin(keys, np.fromiter(used, np.int64, len(used)))
     for p, key in zip(chain[left].tolist(), keys[left].tolist()):
         if key not in used:  # a loop walked since
