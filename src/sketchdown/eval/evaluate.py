@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-
+import numpy as np
 import torch
 from torch import nn
 from torch.utils.data import DataLoader, Dataset
@@ -11,7 +11,7 @@ from tqdm import tqdm
 from ..data.datasets import PHOTO_SIZE, PhotoDataset, RetrievalSet, SketchCanvasDataset
 from ..data.render import DEFAULT_RASTER_METHOD
 from ..models.precision import Precision
-from .metrics import retrieval_metrics
+from .metrics import metrics_from_ranks, true_ranks
 
 
 BRANCHES = ("sketch", "photo")
@@ -43,14 +43,24 @@ def evaluate(model: nn.Module, rset: RetrievalSet, canvas: int = 256, photo_size
 
     ``photo_emb`` may be passed in to reuse one gallery encoding across canvases.
     """
+    out = metrics_from_ranks(query_ranks(model, rset, canvas, photo_size, batch_size, workers, raster_method,
+                                         photo_emb, progress, precision))
+    out.update(set=rset.name, canvas=canvas, gallery=len(rset.photos))
+    return out
+
+
+def query_ranks(model: nn.Module, rset: RetrievalSet, canvas: int = 256, photo_size: int = PHOTO_SIZE,
+                batch_size: int = 64, workers: int = 0, raster_method: str = DEFAULT_RASTER_METHOD,
+                photo_emb: torch.Tensor | None = None, progress: bool = True,
+                precision: Precision | None = None) -> np.ndarray:
+    """The 1-based rank of each sketch's true photo among ``rset``'s photos: per-query figures for paired
+    comparisons of two models on the same sketches (``evaluate`` reduces them to acc@K)."""
     if photo_emb is None:
         photo_emb = encode(model, PhotoDataset(rset.photos, photo_size), "photo", batch_size, workers, "photos",
                            progress, precision)
     sketch_emb = encode(model, SketchCanvasDataset(rset.sketches, canvas, raster_method), "sketch", batch_size,
                         workers, f"sketches@{canvas}", progress, precision)
-    out = retrieval_metrics(sketch_emb, photo_emb, torch.tensor(rset.targets))
-    out.update(set=rset.name, canvas=canvas, gallery=len(rset.photos))
-    return out
+    return true_ranks(sketch_emb @ photo_emb.T, rset.targets)
 
 
 def evaluate_canvases(model: nn.Module, rset: RetrievalSet, canvases: tuple[int, ...] | list[int],
